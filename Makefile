@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# mailgate: mail TLS gateway
+
+VERSION = 0.1
+
+prefix ?= /usr
+sbindir ?= $(prefix)/sbin
+mandir ?= $(prefix)/share/man
+sysconfdir ?= /etc
+unitdir ?= /lib/systemd/system
+docdir ?= $(prefix)/share/doc/mailgate
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS ?= -O2 -g
+WARN = -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 \
+	-Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags gnutls libsystemd)
+DEPS_LIBS := $(shell $(PKG_CONFIG) --libs gnutls libsystemd)
+ALL_CPPFLAGS = -Ilib -DMAILGATE_VERSION='"$(VERSION)"' $(CPPFLAGS)
+ALL_CFLAGS = $(WARN) $(DEPS_CFLAGS) $(CFLAGS)
+
+PROGS = mailgate-smtp-starttls mailgate-smtps mailgate-imap-starttls \
+	mailgate-imaps
+LIB_SRCS = lib/cfg.c lib/gateway.c lib/imap.c lib/io.c lib/log.c \
+	lib/net.c lib/relay.c lib/session.c lib/smtp.c lib/tls.c
+LIB_OBJS = $(LIB_SRCS:.c=.o)
+UNIT_TESTS = t/cfg-unit t/smtp-unit
+MAN8 = $(PROGS:%=man/%.8)
+MAN5 = man/mailgate.conf.5
+
+all: $(PROGS)
+
+lib/%.o: lib/%.c lib/*.h
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+cmd/%.o: cmd/%.c lib/*.h
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+libmailgate.a: $(LIB_OBJS)
+	$(AR) rcs $@ $(LIB_OBJS)
+
+$(PROGS): %: cmd/%.o libmailgate.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< libmailgate.a $(DEPS_LIBS)
+
+t/%-unit: t/%-unit.c libmailgate.a
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< \
+		libmailgate.a $(DEPS_LIBS)
+
+check: all $(UNIT_TESTS)
+	prove -v t/
+
+demo: all
+	/usr/bin/python3 t/demo.py
+
+install: all
+	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(mandir)/man8 \
+		$(DESTDIR)$(mandir)/man5 $(DESTDIR)$(unitdir) \
+		$(DESTDIR)$(sysconfdir)/mailgate $(DESTDIR)$(docdir)/xinetd.d
+	install -m 755 $(PROGS) $(DESTDIR)$(sbindir)
+	install -m 644 $(MAN8) $(DESTDIR)$(mandir)/man8
+	install -m 644 $(MAN5) $(DESTDIR)$(mandir)/man5
+	install -m 644 units/*.socket units/*.service $(DESTDIR)$(unitdir)
+	install -m 644 units/inetd.conf $(DESTDIR)$(docdir)
+	install -m 644 units/xinetd.d/* $(DESTDIR)$(docdir)/xinetd.d
+	install -m 644 mailgate.conf.example $(DESTDIR)$(docdir)
+	test -e $(DESTDIR)$(sysconfdir)/mailgate/mailgate.conf || \
+		install -m 640 mailgate.conf.example \
+		$(DESTDIR)$(sysconfdir)/mailgate/mailgate.conf
+
+clean:
+	rm -f $(PROGS) cmd/*.o lib/*.o libmailgate.a $(UNIT_TESTS)
+	rm -rf t/tmp
+
+.PHONY: all check demo install clean

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define _DEFAULT_SOURCE
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+
+static const char *const role_names[] = {
+	[ROLE_SMTP_STARTTLS] = "smtp-starttls",
+	[ROLE_SMTPS] = "smtps",
+	[ROLE_IMAP_STARTTLS] = "imap-starttls",
+	[ROLE_IMAPS] = "imaps",
+};
+
+const char *
+session_login_name(enum session_login l)
+{
+	switch (l) {
+	case LOGIN_OK:
+		return "ok";
+	case LOGIN_FAILED:
+		return "failed";
+	case LOGIN_UNKNOWN:
+		return "unknown";
+	default:
+		return "none";
+	}
+}
+
+int
+session_fail(struct session *s, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->reason[0] != '\0')
+		return -1;
+	s->status = status;
+	va_start(ap, fmt);
+	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void
+session_done(struct session *s, const char *reason)
+{
+	if (s->reason[0] == '\0')
+		snprintf(s->reason, sizeof(s->reason), "%s", reason);
+}
+
+void
+session_log_end(struct session *s)
+{
+	int64_t ms = clock_ms() - s->start;
+
+	log_msg(s->status == 0 ? LOG_INFO : LOG_WARNING,
+	    "event=end role=%s client=%s backend=%s:%u client_tls=%s "
+	    "backend_tls=%s verify=%s login=%s in=%llu out=%llu "
+	    "duration=%lld.%03lld status=%d reason=\"%s\"",
+	    role_names[s->role], s->client_addr,
+	    s->be && s->be->host ? s->be->host : "-",
+	    s->be ? s->be->port : 0, s->client_tls, s->backend_tls,
+	    s->verify, session_login_name(s->login),
+	    (unsigned long long)s->client.nin,
+	    (unsigned long long)s->client.nout,
+	    (long long)(ms / 1000), (long long)(ms % 1000), s->status,
+	    s->reason);
+}
+
+void
+session_close(struct session *s)
+{
+	struct io *legs[2] = { &s->client, &s->backend };
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		io_discard(legs[i]);
+		if (legs[i]->tls == NULL)
+			continue;
+		if (legs[i]->wshut)
+			gnutls_deinit(legs[i]->tls);
+		else
+			tls_close(legs[i]->tls);
+		legs[i]->tls = NULL;
+	}
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#ifndef MAILGATE_SESSION_H
+#define MAILGATE_SESSION_H
+
+#include <stdint.h>
+
+#include "cfg.h"
+#include "io.h"
+
+/*
+ * One client connection: both legs and what the summary line reports.
+ * The protocol modules fill it; gateway.c logs it once at the end.
+ */
+
+enum session_role {
+	ROLE_SMTP_STARTTLS = 0,
+	ROLE_SMTPS,
+	ROLE_IMAP_STARTTLS,
+	ROLE_IMAPS
+};
+
+enum session_login {
+	LOGIN_NONE = 0,		/* no attempt seen */
+	LOGIN_OK,
+	LOGIN_FAILED,		/* attempts seen, none succeeded */
+	LOGIN_UNKNOWN		/* relayed opaquely before an outcome */
+};
+
+struct session {
+	char id[16];
+	enum session_role role;
+	enum cfg_proto proto;
+	const struct cfg *cfg;
+	const struct cfg_backend *be;
+	char client_addr[64];
+	struct io client;
+	struct io backend;
+	int backend_up;			/* verified (or allowed plaintext) */
+	char client_tls[64];		/* "TLS1.3/AES-256-GCM" or "none" */
+	char backend_tls[64];
+	const char *verify;		/* "ok", "failed", "none", "-" */
+	enum session_login login;
+	unsigned errors;		/* protocol errors so far */
+	int64_t start;			/* clock_ms() at accept */
+	int64_t tls_deadline;		/* client must reach TLS by then */
+	int status;			/* exit status, EXIT_* */
+	char reason[200];		/* why it ended */
+};
+
+/* Record why the session ends, with exit status; the first call wins.
+ * Returns -1 so that callers can "return session_fail(...)". */
+int session_fail(struct session *s, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record a normal end ("client quit", "backend closed"). */
+void session_done(struct session *s, const char *reason);
+
+/* The summary line. */
+void session_log_end(struct session *s);
+
+const char *session_login_name(enum session_login l);
+
+/* Wipe both legs' buffers and close TLS. */
+void session_close(struct session *s);
+
+#endif
