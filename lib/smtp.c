@@ -155,9 +155,10 @@ smtp_read_reply(struct session *s, struct smtp_reply *r, int64_t deadline)
 		r->code = (p[0] - '0') * 100 + (p[1] - '0') * 10 +
 		    (p[2] - '0');
 		memcpy(r->text + r->len, p, n);
+		log_trace("B:", p, n);
 		r->len += n;
 		io_consume(b, n);
-		if (p[3] != '-')
+		if (r->text[r->len - n + 3] != '-')
 			return 0;
 	}
 }
