@@ -47,10 +47,15 @@ t/%-unit: t/%-unit.c libmailgate.a
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< \
 		libmailgate.a $(DEPS_LIBS)
 
-check: all $(UNIT_TESTS)
-	prove -v t/
+deps:
+	sh t/install-deps.sh
 
-demo: all
+check: deps
+	$(MAKE) all $(UNIT_TESTS)
+	prove t/
+
+demo: deps
+	$(MAKE) all
 	/usr/bin/python3 t/demo.py
 
 install: all
@@ -72,4 +77,4 @@ clean:
 	rm -f $(PROGS) cmd/*.o lib/*.o libmailgate.a $(UNIT_TESTS)
 	rm -rf t/tmp
 
-.PHONY: all check demo install clean
+.PHONY: all check deps demo install clean
