@@ -42,6 +42,12 @@ static gnutls_certificate_credentials_t tls_server_cred;
 static gnutls_priority_t tls_server_prio;
 static gnutls_certificate_credentials_t tls_backend_cred;
 static gnutls_priority_t tls_backend_prio;
+/* Shared by every instance, so that a client can resume a session in
+ * the next process; empty when no ticket_key is configured. */
+static gnutls_datum_t tls_ticket_key;
+
+/* GnuTLS's ticket master key size. */
+#define TLS_TICKET_KEY_SIZE 64
 
 /*
  * GnuTLS keeps pointers to the verification data rather than copies,
@@ -281,6 +287,32 @@ tls_server_cred_set(const struct cfg *c, gnutls_x509_crt_t *list,
 	return 0;
 }
 
+/* The ticket key is a secret like the private key: the gateway reads
+ * it, never writes it, and GnuTLS derives rotating keys from it. */
+static int
+tls_ticket_load(const char *path, char *why, size_t whylen)
+{
+	if (tls_ticket_key.data != NULL) {
+		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
+		gnutls_free(tls_ticket_key.data);
+		tls_ticket_key.data = NULL;
+	}
+	if (path == NULL)
+		return 0;
+	if (tls_read_file("ticket key", path, &tls_ticket_key, why,
+	    whylen) == -1)
+		return -1;
+	if (tls_ticket_key.size == TLS_TICKET_KEY_SIZE)
+		return 0;
+	snprintf(why, whylen, "ticket_key %s: %u bytes, must be %d "
+	    "random bytes (head -c %d /dev/urandom)", path,
+	    tls_ticket_key.size, TLS_TICKET_KEY_SIZE, TLS_TICKET_KEY_SIZE);
+	gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
+	gnutls_free(tls_ticket_key.data);
+	tls_ticket_key.data = NULL;
+	return -1;
+}
+
 int
 tls_server_load(const struct cfg *c, char *why, size_t whylen)
 {
@@ -293,7 +325,8 @@ tls_server_load(const struct cfg *c, char *why, size_t whylen)
 	if (tls_priority_load(&tls_server_prio, c->tls_priority,
 	    "tls_priority", TLS_SERVER_APPEND, why, whylen) == -1)
 		return -1;
-	if (tls_load_chain(c->cert_file, &list, &n, why, whylen) == -1)
+	if (tls_ticket_load(c->ticket_key, why, whylen) == -1 ||
+	    tls_load_chain(c->cert_file, &list, &n, why, whylen) == -1)
 		return -1;
 	if (tls_load_key(c->key_file, &key, why, whylen) == -1)
 		goto out;
@@ -450,9 +483,27 @@ int
 tls_server_session(gnutls_session_t *s, int rfd, int wfd, char *why,
     size_t whylen)
 {
-	if (tls_session_new(s, GNUTLS_SERVER, rfd, wfd, tls_server_prio,
+	/* Tickets sealed with a key of this process alone could never be
+	 * used again, since the next connection is another process: do
+	 * not spend a message and a key derivation on them. */
+	unsigned flags = GNUTLS_SERVER;
+	int r;
+
+	if (tls_ticket_key.data == NULL)
+		flags |= GNUTLS_NO_TICKETS;
+	if (tls_session_new(s, flags, rfd, wfd, tls_server_prio,
 	    tls_server_cred, why, whylen) == -1)
 		return -1;
+	if (tls_ticket_key.data != NULL) {
+		r = gnutls_session_ticket_enable_server(*s, &tls_ticket_key);
+		if (r < 0) {
+			snprintf(why, whylen, "session tickets: %s",
+			    gnutls_strerror(r));
+			gnutls_deinit(*s);
+			*s = NULL;
+			return -1;
+		}
+	}
 
 	/* Mail clients authenticate inside the protocol, not with
 	 * certificates; asking would only make some of them prompt. */
@@ -733,8 +784,9 @@ tls_describe(gnutls_session_t s, char *buf, size_t len)
 		return;
 	proto = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
 	cipher = gnutls_cipher_get_name(gnutls_cipher_get(s));
-	snprintf(buf, len, "%s/%s", proto != NULL ? proto : "unknown",
-	    cipher != NULL ? cipher : "unknown");
+	snprintf(buf, len, "%s/%s%s", proto != NULL ? proto : "unknown",
+	    cipher != NULL ? cipher : "unknown",
+	    gnutls_session_is_resumed(s) ? "/resumed" : "");
 }
 
 void

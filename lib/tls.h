@@ -54,7 +54,8 @@ int tls_backend_session(gnutls_session_t *s, const char *host, int fd,
 int tls_handshake(gnutls_session_t s, int64_t deadline, char *why,
     size_t whylen);
 
-/* "TLS1.3/AES-256-GCM" into buf. */
+/* "TLS1.3/AES-256-GCM" into buf, with "/resumed" appended for a
+ * resumed session. */
 void tls_describe(gnutls_session_t s, char *buf, size_t len);
 
 /* Send close_notify without waiting for the peer's (best effort, never
