@@ -188,6 +188,28 @@ gateway_harden(void)
 
 	(void)setrlimit(RLIMIT_CORE, &rl);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static void
+gateway_on_term(int sig)
+{
+	(void)sig;
+	io_stop = 1;
+}
+
+/* SIGTERM (systemctl stop, a shutdown) interrupts whatever wait is in
+ * progress, and the session ends through its normal path, with close
+ * alerts and a summary line.  No SA_RESTART, so poll() returns. */
+static void
+gateway_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = gateway_on_term;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
@@ -256,6 +278,7 @@ gateway_main(int argc, char **argv, enum session_role role)
 	int rfd, wfd, r;
 
 	gateway_harden();
+	gateway_signals();
 	log_open(prog);
 	r = gateway_options(argc, argv, prog, &o);
 	if (r != -1)

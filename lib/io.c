@@ -16,6 +16,8 @@
 /* Larger writes are cut into records of this size, the TLS maximum. */
 #define IO_RECORD	16384
 
+volatile sig_atomic_t io_stop;
+
 void
 io_init(struct io *io, int rfd, int wfd, const char *name)
 {
@@ -44,7 +46,7 @@ io_wait(int fd, short events, int64_t deadline)
 
 	do {
 		r = poll(&p, 1, clock_left(deadline));
-	} while (r == -1 && errno == EINTR);
+	} while (r == -1 && errno == EINTR && !io_stop);
 	return r > 0 ? 1 : r;
 }
 
@@ -64,6 +66,17 @@ io_fail_errno(struct io *io, int err)
 		return io_fail(io, "connection closed");
 	snprintf(io->whybuf, sizeof(io->whybuf), "%s", strerror(err));
 	return io_fail(io, io->whybuf);
+}
+
+/* A wait that did not end in readiness. */
+static int
+io_fail_wait(struct io *io, int r)
+{
+	if (r == 0)
+		return io_fail(io, "timeout");
+	if (io_stop)
+		return io_fail(io, "terminated");
+	return io_fail_errno(io, errno);
 }
 
 static int
@@ -146,13 +159,15 @@ ssize_t
 io_fill(struct io *io, int64_t deadline)
 {
 	ssize_t n;
+	int r;
 
 	for (;;) {
 		n = io_read_once(io);
 		if (n != -2)
 			return n;
-		if (io_wait(io->rfd, POLLIN, deadline) == 0)
-			return io_fail(io, "timeout");
+		r = io_wait(io->rfd, POLLIN, deadline);
+		if (r != 1)
+			return io_fail_wait(io, r);
 	}
 }
 
@@ -243,6 +258,7 @@ io_write(struct io *io, const void *data, size_t len, int64_t deadline)
 {
 	const unsigned char *p = data;
 	ssize_t n;
+	int r;
 
 	while (len > 0) {
 		n = io_write_now(io, p, len);
@@ -250,9 +266,11 @@ io_write(struct io *io, const void *data, size_t len, int64_t deadline)
 			return -1;
 		p += n;
 		len -= n;
-		if (len > 0 && n == 0 &&
-		    io_wait(io->wfd, POLLOUT, deadline) == 0)
-			return io_fail(io, "timeout");
+		if (len == 0 || n > 0)
+			continue;
+		r = io_wait(io->wfd, POLLOUT, deadline);
+		if (r != 1)
+			return io_fail_wait(io, r);
 	}
 	return 0;
 }

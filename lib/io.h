@@ -2,6 +2,7 @@
 #ifndef MAILGATE_IO_H
 #define MAILGATE_IO_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -81,8 +82,12 @@ ssize_t io_write_now(struct io *io, const void *data, size_t len);
  * close() for a pipe.  Best effort. */
 void io_shut_write(struct io *io);
 
+/* Set by the SIGTERM handler: every wait then fails at once, so that
+ * the session ends with its summary line instead of being cut off. */
+extern volatile sig_atomic_t io_stop;
+
 /* Wait until fd is ready for events or deadline.  1 ready, 0 timeout,
- * -1 error. */
+ * -1 error or io_stop (errno EINTR). */
 int io_wait(int fd, short events, int64_t deadline);
 
 #endif

@@ -41,7 +41,7 @@ static int
 net_try(const struct addrinfo *ai, int64_t deadline)
 {
 	socklen_t sl = sizeof(int);
-	int fd, err = 0;
+	int fd, err = 0, r;
 
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
 	    ai->ai_protocol);
@@ -54,8 +54,9 @@ net_try(const struct addrinfo *ai, int64_t deadline)
 		return fd;
 	if (errno != EINPROGRESS)
 		goto fail;
-	if (io_wait(fd, POLLOUT, deadline) == 0) {
-		errno = ETIMEDOUT;
+	r = io_wait(fd, POLLOUT, deadline);
+	if (r != 1) {
+		errno = r == 0 ? ETIMEDOUT : errno;
 		goto fail;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) == -1)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 
 #include "clock.h"
 #include "exitcode.h"
@@ -74,9 +75,12 @@ relay_poll(struct session *s, struct relay_dir *dirs, int64_t deadline)
 	n += relay_want(&dirs[1], &p[n]);
 	do {
 		r = poll(p, n, clock_left(deadline));
-	} while (r == -1 && errno == EINTR);
+	} while (r == -1 && errno == EINTR && !io_stop);
 	if (r == 0)
 		return session_fail(s, EXIT_CLIENT, "idle timeout");
+	if (r == -1)
+		return session_fail(s, EXIT_TEMP, "poll: %s",
+		    strerror(errno));
 	return 0;
 }
 

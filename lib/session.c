@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "exitcode.h"
 #include "log.h"
 #include "session.h"
 #include "tls.h"
@@ -39,6 +40,13 @@ session_fail(struct session *s, int status, const char *fmt, ...)
 
 	if (s->reason[0] != '\0')
 		return -1;
+
+	/* Whatever failed after SIGTERM failed because of it. */
+	if (io_stop) {
+		s->status = EXIT_TEMP;
+		snprintf(s->reason, sizeof(s->reason), "terminated");
+		return -1;
+	}
 	s->status = status;
 	va_start(ap, fmt);
 	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);

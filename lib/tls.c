@@ -19,6 +19,7 @@
 #include <gnutls/x509.h>
 
 #include "clock.h"
+#include "io.h"
 #include "tls.h"
 
 /*
@@ -732,9 +733,9 @@ tls_wait(gnutls_session_t s, int64_t deadline, char *why, size_t whylen)
 			return 0;
 		if (n == 0)
 			break;
-		if (errno != EINTR) {
-			snprintf(why, whylen, "TLS handshake: poll: %s",
-			    strerror(errno));
+		if (errno != EINTR || io_stop) {
+			snprintf(why, whylen, "TLS handshake: %s", io_stop ?
+			    "terminated" : strerror(errno));
 			return -1;
 		}
 	}
