@@ -20,7 +20,8 @@ struct relay_dir {
  * buffer is empty.  Reading only into an empty buffer keeps at most one
  * buffer per direction and lets a stalled dst stall src (backpressure);
  * it also keeps a TLS record that dst must resend where it was.
- * Returns the bytes moved or read, or -1 with the failure recorded. */
+ * Returns the bytes moved or read, -1 with the failure recorded, or -2
+ * when the client has gone (the session is over, normally). */
 static ssize_t
 relay_step(struct session *s, struct relay_dir *d)
 {
@@ -29,6 +30,14 @@ relay_step(struct session *s, struct relay_dir *d)
 
 	while (src->len > 0) {
 		n = io_write_now(dst, src->buf + src->off, src->len);
+
+		/* A client that closed without waiting for the last reply
+		 * (imaplib after BYE, for one) cannot take it: not a
+		 * failure of the session. */
+		if (n == -1 && dst->eof && dst == &s->client) {
+			session_done(s, "client closed");
+			return -2;
+		}
 		if (n == -1)
 			return session_fail(s, d->dst_status, "%s: %s",
 			    dst->name, dst->why);
@@ -65,6 +74,8 @@ relay_want(const struct relay_dir *d, struct pollfd *p)
 	return 0;
 }
 
+/* Wait for either direction.  0 when something is ready, 1 at the
+ * deadline, -1 on failure (recorded). */
 static int
 relay_poll(struct session *s, struct relay_dir *dirs, int64_t deadline)
 {
@@ -77,10 +88,38 @@ relay_poll(struct session *s, struct relay_dir *dirs, int64_t deadline)
 		r = poll(p, n, clock_left(deadline));
 	} while (r == -1 && errno == EINTR && !io_stop);
 	if (r == 0)
-		return session_fail(s, EXIT_CLIENT, "idle timeout");
+		return 1;
 	if (r == -1)
 		return session_fail(s, EXIT_TEMP, "poll: %s",
 		    strerror(errno));
+	return 0;
+}
+
+/*
+ * After the client has ended its side, the backend still gets to answer
+ * what it was sent: mail servers drop commands they have not finished
+ * when their input ends, so the backend's input is ended only once it
+ * has been quiet this long (or has closed by itself, as it does after
+ * QUIT or LOGOUT).
+ */
+#define RELAY_LINGER_MS	2000
+
+/* The backend has said all it will: pass on its end. */
+static int
+relay_backend_done(struct session *s)
+{
+	io_shut_write(&s->client);
+	session_done(s, "backend closed");
+	return 0;
+}
+
+/* The client ended and the backend went quiet: end both. */
+static int
+relay_client_done(struct session *s)
+{
+	io_shut_write(&s->backend);
+	io_shut_write(&s->client);
+	session_done(s, "client closed");
 	return 0;
 }
 
@@ -94,30 +133,32 @@ relay_run(struct session *s, unsigned idle_timeout)
 	int64_t idle = (int64_t)idle_timeout * 1000;
 	int64_t deadline = clock_ms() + idle;
 	ssize_t up, down;
+	int client_done, r;
 
 	for (;;) {
 		up = relay_step(s, &dirs[0]);
 		down = relay_step(s, &dirs[1]);
+		if (up == -2 || down == -2)
+			return 0;
 		if (up == -1 || down == -1)
 			return -1;
+		if (s->backend.eof && s->backend.len == 0)
+			return relay_backend_done(s);
 
-		/* The backend has said all it will: pass on its end. */
-		if (s->backend.eof && s->backend.len == 0) {
-			io_shut_write(&s->client);
-			session_done(s, "backend closed");
-			return 0;
-		}
-
-		/* The client has ended: so does the backend's input, but
-		 * its replies still go back to the client. */
-		if (s->client.eof && s->client.len == 0)
-			io_shut_write(&s->backend);
-
-		if (up > 0 || down > 0) {
+		client_done = s->client.eof && s->client.len == 0;
+		if (up > 0 || down > 0)
 			deadline = clock_ms() + idle;
+		if (client_done && deadline > clock_ms() + RELAY_LINGER_MS)
+			deadline = clock_ms() + RELAY_LINGER_MS;
+		if (up > 0 || down > 0)
 			continue;
-		}
-		if (relay_poll(s, dirs, deadline) == -1)
+
+		r = relay_poll(s, dirs, deadline);
+		if (r == -1)
 			return -1;
+		if (r == 1 && client_done)
+			return relay_client_done(s);
+		if (r == 1)
+			return session_fail(s, EXIT_CLIENT, "idle timeout");
 	}
 }

@@ -8,8 +8,10 @@
  * Pass bytes unchanged both ways between s->client and s->backend, the
  * bytes already buffered on either leg first, until the backend ends
  * (then the client is sent what remains and closed) or a leg fails.
- * When the client ends its side, the backend's side is ended too and
- * its remaining replies still reach the client.  Each direction holds
+ * When the client ends its side, the backend keeps its input until it
+ * closes or has been quiet for two seconds, so that it still answers
+ * what it was sent (mail servers drop unfinished commands when their
+ * input ends); then both are ended.  Each direction holds
  * at most one buffer; a side that does not read stops the other from
  * being read (backpressure).  idle_timeout is in seconds.
  *

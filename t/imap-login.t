@@ -94,6 +94,18 @@ def check_summary(name, s, login):
     t.is_(s.get("status"), "0", "%s: status=0" % name)
 
 
+def logout(m):
+    """LOGOUT, waiting for its tagged OK: imaplib's own logout() closes
+    as soon as the BYE arrives, racing the gateway's last write."""
+    m.send(b"Z LOGOUT\r\n")
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        line = m.readline()
+        if not line or line.startswith(b"Z "):
+            break
+    m.shutdown()
+
+
 def imaplib_session(g, name, login, expect="ok", select=True):
     """Log in with imaplib through g using login(m); check the result,
     SELECT, and the summary line."""
@@ -112,7 +124,7 @@ def imaplib_session(g, name, login, expect="ok", select=True):
     if expect == "ok" and select:
         typ, data = m.select("INBOX")
         t.is_(typ, "OK", "%s: SELECT INBOX" % name)
-    m.logout()
+    logout(m)
     check_summary(name, session_summary(g, before),
                   "ok" if expect == "ok" else "failed")
 
@@ -150,7 +162,7 @@ def seed(g):
     m = open_imaplib(g)
     m.login(BOB, BOB_PW)
     typ, data = m.append("INBOX", None, None, SEED)
-    m.logout()
+    logout(m)
     return typ
 
 
@@ -169,7 +181,7 @@ def curl(g, user, password, options=None):
 
 def curl_sessions(g, name):
     for options, what in ((None, "AUTHENTICATE with initial response"),
-                          ("AUTH=+LOGIN", "LOGIN command")):
+                          ("AUTH=LOGIN", "AUTHENTICATE LOGIN")):
         before = len(g.summaries())
         status, out, err = curl(g, BOB, BOB_PW, options)
         label = "%s: curl %s" % (name, what)
@@ -207,11 +219,12 @@ for g in gateways:
                     lambda m: m.login(BOB, WRONG_PW), expect="no")
     curl_sessions(g, name)
 
-secrets = [ALICE_PW, "s3cret pass", BOB_PW, WRONG_PW, mailstack.sasl_plain(ALICE, ALICE_PW),
+secrets = [ALICE_PW, "s3cret pass", BOB_PW, WRONG_PW,
+           mailstack.sasl_plain(ALICE, ALICE_PW),
            mailstack.sasl_plain(BOB, BOB_PW)]
 for g in gateways:
     log = g.log()
-    t.ok(log.count("event=end ") >= 10, "%s: sessions were logged" % g)
+    t.ok(log.count("event=end ") >= 8, "%s: sessions were logged" % g)
     t.ok(not [s for s in secrets if s in log],
          "%s: no password or SASL payload in the -vv log" % g)
     t.ok("[hidden]" in log, "%s: the trace hides login arguments" % g)

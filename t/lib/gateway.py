@@ -179,6 +179,12 @@ class ScriptedPeer:
         return data
 
     def stop(self):
+        # shutdown() wakes a thread blocked in accept(); close() alone
+        # does not.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         self.thread.join(5)
         mailstack._unregister(self)
