@@ -54,9 +54,38 @@ check: deps
 	$(MAKE) all $(UNIT_TESTS)
 	prove t/
 
+# The suite again under AddressSanitizer (leaks too) and UBSan, built
+# in a copy of the tree so that the objects here are left alone.  A
+# sanitizer report aborts the program, so the test that ran it fails.
+check-sanitize:
+	rm -rf build-san/tree
+	mkdir -p build-san/tree
+	git ls-files -co --exclude-standard -z | tar --null -T - \
+		--ignore-failed-read -cf - | tar -C build-san/tree -xf -
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1; \
+	cd build-san/tree && $(MAKE) check CC=clang CFLAGS='-O1 -g \
+		-fsanitize=address,undefined -fno-omit-frame-pointer'; \
+	s=$$?; prove --exec '' $(UNIT_TESTS) || s=1; exit $$s
+
+# libFuzzer targets from fuzz/, each run FUZZ_SECONDS (default 60).
+fuzz:
+	LIB_SRCS='$(LIB_SRCS)' DEPS_CFLAGS='$(DEPS_CFLAGS)' \
+		DEPS_LIBS='$(DEPS_LIBS)' sh fuzz/run.sh '$(FUZZ_SECONDS)' \
+		$(FUZZ_TARGETS)
+
 demo: deps
 	$(MAKE) all
 	/usr/bin/python3 t/demo.py
+
+bench: deps
+	sh bench/install-deps.sh
+	$(MAKE) all
+	$(CC) $(WARN) $(DEPS_CFLAGS) $(CFLAGS) -o bench/crypto-limit \
+		bench/crypto-limit.c $(DEPS_LIBS)
+	$(CC) $(WARN) $(DEPS_CFLAGS) $(CFLAGS) -o bench/floor bench/floor.c \
+		$(DEPS_LIBS)
+	/usr/bin/python3 bench/bench.py
 
 install: all
 	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(mandir)/man8 \
@@ -74,7 +103,8 @@ install: all
 		$(DESTDIR)$(sysconfdir)/mailgate/mailgate.conf
 
 clean:
-	rm -f $(PROGS) cmd/*.o lib/*.o libmailgate.a $(UNIT_TESTS)
+	rm -f $(PROGS) cmd/*.o lib/*.o libmailgate.a $(UNIT_TESTS) \
+		bench/crypto-limit bench/floor
 	rm -rf t/tmp
 
-.PHONY: all check deps demo install clean
+.PHONY: all bench check deps demo install clean check-sanitize fuzz
