@@ -15,7 +15,6 @@
 #include "log.h"
 #include "net.h"
 #include "relay.h"
-#include "tls.h"
 
 /* A non-synchronising literal before TLS is skipped up to this size
  * (RFC 7888 LITERAL- allows 4096; this leaves room for LITERAL+). */
@@ -262,8 +261,6 @@ imap_swallow(struct session *s, size_t n, const struct imap_cmd *c,
 static int
 imap_client_starttls(struct session *s, const char *tag)
 {
-	char why[300];
-
 	if (imap_say(s, "%s OK Begin TLS negotiation now", tag) == -1)
 		return -1;
 
@@ -274,14 +271,7 @@ imap_client_starttls(struct session *s, const char *tag)
 		    "what=\"plaintext after STARTTLS\"", s->client.len);
 	io_discard(&s->client);
 
-	if (tls_server_session(&s->client.tls, s->client.rfd,
-	    s->client.wfd, why, sizeof(why)) == -1 ||
-	    tls_handshake(s->client.tls, s->tls_deadline, why,
-	    sizeof(why)) == -1)
-		return session_fail(s, EXIT_CLIENT,
-		    "client TLS handshake failed: %s", why);
-	tls_describe(s->client.tls, s->client_tls, sizeof(s->client_tls));
-	return 0;
+	return session_client_tls(s);
 }
 
 /* Our answer to a command before TLS, already consumed; stopped says
@@ -467,23 +457,6 @@ imap_backend_greeting(struct session *s, char *caps, size_t capslen,
 	    text);
 }
 
-static int
-imap_backend_handshake(struct session *s, int64_t deadline)
-{
-	char why[300];
-
-	if (tls_backend_session(&s->backend.tls, s->be->host,
-	    s->backend.rfd, why, sizeof(why)) == -1 ||
-	    tls_handshake(s->backend.tls, deadline, why, sizeof(why)) == -1) {
-		if (strncmp(why, "certificate", 11) == 0)
-			s->verify = "failed";
-		return session_fail(s, EXIT_TEMP, "backend TLS: %s", why);
-	}
-	s->verify = "ok";
-	tls_describe(s->backend.tls, s->backend_tls, sizeof(s->backend_tls));
-	return 0;
-}
-
 /* The backend's STARTTLS (RFC 9051 section 6.2.1), its handshake, and
  * the capabilities it offers inside TLS: what it said before is
  * forgotten. */
@@ -492,6 +465,7 @@ imap_backend_starttls(struct session *s, char *caps, size_t capslen,
     int64_t deadline)
 {
 	caps[0] = '\0';
+	net_quickack(s->backend.rfd);
 	if (imap_backend_command(s, "STARTTLS", NULL, 0, deadline) == -1)
 		return -1;
 
@@ -500,7 +474,7 @@ imap_backend_starttls(struct session *s, char *caps, size_t capslen,
 	if (s->backend.len > 0)
 		return session_fail(s, EXIT_TEMP, "backend sent %zu bytes "
 		    "after its STARTTLS go-ahead", s->backend.len);
-	if (imap_backend_handshake(s, deadline) == -1)
+	if (session_backend_tls(s, deadline) == -1)
 		return -1;
 	return imap_backend_command(s, "CAPABILITY", caps, capslen,
 	    deadline);
@@ -513,27 +487,14 @@ static int
 imap_backend_open(struct session *s, char *caps, size_t capslen,
     int need_caps)
 {
-	int64_t deadline = imap_deadline(s->cfg->connect_timeout);
-	char why[300];
-	int fd;
+	int64_t deadline;
 
 	caps[0] = '\0';
-	fd = net_connect(s->be->host, s->be->port, deadline, why,
-	    sizeof(why));
-	if (fd == -1) {
-		session_fail(s, EXIT_TEMP, "%s", why);
+	if (session_backend_connect(s) == -1)
 		return imap_unavailable(s, "Backend not reachable");
-	}
-	io_init(&s->backend, fd, fd, "backend");
 	deadline = imap_deadline(s->cfg->handshake_timeout);
-
-	if (s->be->security == CFG_SEC_NONE) {
-		log_msg(LOG_WARNING, "event=warning backend leg is "
-		    "plaintext (allow_plaintext_backend, for tests only)");
-		s->verify = "none";
-	}
 	if (s->be->security == CFG_SEC_TLS &&
-	    imap_backend_handshake(s, deadline) == -1)
+	    session_backend_tls(s, deadline) == -1)
 		return imap_unavailable(s, "Backend connection could not "
 		    "be secured");
 	if (imap_backend_greeting(s, caps, capslen, deadline) == -1)
@@ -833,21 +794,6 @@ imap_login_phase(struct session *s)
 	    s->be->login_timeout);
 }
 
-static int
-imap_client_handshake(struct session *s)
-{
-	char why[300];
-
-	if (tls_server_session(&s->client.tls, s->client.rfd,
-	    s->client.wfd, why, sizeof(why)) == -1 ||
-	    tls_handshake(s->client.tls, s->tls_deadline, why,
-	    sizeof(why)) == -1)
-		return session_fail(s, EXIT_CLIENT,
-		    "client TLS handshake failed: %s", why);
-	tls_describe(s->client.tls, s->client_tls, sizeof(s->client_tls));
-	return 0;
-}
-
 /* Bring up the legs in the order the role needs, then the login phase.
  * Internally -1 means "stop": the session says whether it was a failure
  * or a normal end. */
@@ -859,7 +805,7 @@ imap_start(struct session *s)
 	    s->cfg->allow_plaintext_clients;
 
 	if (s->role == ROLE_IMAPS || plain) {
-		if ((!plain && imap_client_handshake(s) == -1) ||
+		if ((!plain && session_client_tls(s) == -1) ||
 		    imap_backend_open(s, caps, sizeof(caps), 1) == -1 ||
 		    imap_greet(s, caps, plain) == -1)
 			return -1;

@@ -19,6 +19,10 @@ void net_peer_name(int fd, char *buf, size_t len);
 /* Set TCP_NODELAY if fd is a TCP socket; harmless otherwise. */
 void net_nodelay(int fd);
 
+/* Acknowledge the peer's next segments at once rather than delayed.
+ * Not sticky in Linux: set again where a reply is awaited. */
+void net_quickack(int fd);
+
 /* 1 if host is an IPv4 or IPv6 literal. */
 int net_is_ip_literal(const char *host);
 

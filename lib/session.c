@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "exitcode.h"
 #include "log.h"
+#include "net.h"
 #include "session.h"
 #include "tls.h"
 
@@ -96,4 +97,62 @@ session_close(struct session *s)
 			tls_close(legs[i]->tls);
 		legs[i]->tls = NULL;
 	}
+}
+
+int
+session_client_tls(struct session *s)
+{
+	char why[300];
+
+	if (tls_server_session(&s->client.tls, s->client.rfd,
+	    s->client.wfd, why, sizeof(why)) == -1 ||
+	    tls_handshake(s->client.tls, s->tls_deadline, why,
+	    sizeof(why)) == -1)
+		return session_fail(s, EXIT_CLIENT,
+		    "client TLS handshake failed: %s", why);
+	tls_describe(s->client.tls, s->client_tls, sizeof(s->client_tls));
+	return 0;
+}
+
+int
+session_backend_connect(struct session *s)
+{
+	int64_t deadline = clock_ms() + (int64_t)s->cfg->connect_timeout *
+	    1000;
+	char why[300];
+	int fd;
+
+	fd = net_connect(s->be->host, s->be->port, deadline, why,
+	    sizeof(why));
+	if (fd == -1)
+		return session_fail(s, EXIT_TEMP, "%s", why);
+	io_init(&s->backend, fd, fd, "backend");
+	net_quickack(fd);
+	if (s->be->security == CFG_SEC_NONE) {
+		log_msg(LOG_WARNING, "event=warning backend leg is "
+		    "plaintext (allow_plaintext_backend, for tests only)");
+		s->verify = "none";
+	}
+	return 0;
+}
+
+int
+session_backend_tls(struct session *s, int64_t deadline)
+{
+	char why[300];
+
+	if (tls_backend_session(&s->backend.tls, s->be->host,
+	    s->backend.rfd, why, sizeof(why)) == -1 ||
+	    tls_handshake(s->backend.tls, deadline, why, sizeof(why)) == -1) {
+		if (strncmp(why, "certificate", 11) == 0)
+			s->verify = "failed";
+		return session_fail(s, EXIT_TEMP, "backend TLS: %s", why);
+	}
+	s->verify = "ok";
+	tls_describe(s->backend.tls, s->backend_tls, sizeof(s->backend_tls));
+
+	/* The server's first reply may follow its last handshake record
+	 * in a separate small write. */
+	net_quickack(s->backend.rfd);
+	return 0;
 }

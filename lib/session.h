@@ -60,6 +60,19 @@ void session_log_end(struct session *s);
 
 const char *session_login_name(enum session_login l);
 
+/* TLS toward the client, finished by s->tls_deadline; on failure the
+ * reason is recorded (EXIT_CLIENT). */
+int session_client_tls(struct session *s);
+
+/* Connect the backend leg (s->backend set up, plaintext so far); on
+ * failure the reason is recorded (EXIT_TEMP) and -1 returned.  Logs
+ * the per-connection warning for a plaintext backend. */
+int session_backend_connect(struct session *s);
+
+/* TLS toward the backend with verification, by deadline; records
+ * s->verify and s->backend_tls, or the failure (EXIT_TEMP). */
+int session_backend_tls(struct session *s, int64_t deadline);
+
 /* Wipe both legs' buffers and close TLS. */
 void session_close(struct session *s);
 

@@ -13,7 +13,6 @@
 #include "net.h"
 #include "relay.h"
 #include "smtp.h"
-#include "tls.h"
 
 /* A reply longer than this is refused; EHLO replies are a few hundred
  * bytes, and RFC 5321 limits a reply line to 512. */
@@ -116,7 +115,7 @@ smtp_say(struct session *s, const char *fmt, ...)
 }
 
 /* A reply line is three digits, then '-', ' ' or the line end. */
-static int
+int
 smtp_reply_line_ok(const char *p, size_t n, int code)
 {
 	int c;
@@ -221,6 +220,7 @@ smtp_backend_starttls(struct session *s, int64_t deadline)
 	if (r.code != 250 || !smtp_has_keyword(&r, "STARTTLS"))
 		return session_fail(s, EXIT_TEMP,
 		    "backend does not offer STARTTLS");
+	net_quickack(s->backend.rfd);
 	if (smtp_send_backend(s, "STARTTLS\r\n", 10) == -1 ||
 	    smtp_read_reply(s, &r, deadline) == -1)
 		return -1;
@@ -236,49 +236,22 @@ smtp_backend_starttls(struct session *s, int64_t deadline)
 	return 0;
 }
 
-static int
-smtp_backend_handshake(struct session *s, int64_t deadline)
-{
-	char why[300];
-
-	if (tls_backend_session(&s->backend.tls, s->be->host,
-	    s->backend.rfd, why, sizeof(why)) == -1 ||
-	    tls_handshake(s->backend.tls, deadline, why, sizeof(why)) == -1) {
-		if (strncmp(why, "certificate", 11) == 0)
-			s->verify = "failed";
-		return session_fail(s, EXIT_TEMP, "backend TLS: %s", why);
-	}
-	s->verify = "ok";
-	tls_describe(s->backend.tls, s->backend_tls, sizeof(s->backend_tls));
-	return 0;
-}
-
 /* Connect, secure and verify the backend leg, and read its greeting.
  * What it said before TLS is forgotten; the client's own EHLO brings
  * back the capabilities. */
 static int
 smtp_backend_open(struct session *s)
 {
-	int64_t deadline = smtp_deadline(s->cfg->connect_timeout);
 	struct smtp_reply r;
-	char why[300];
-	int fd;
+	int64_t deadline;
 
-	fd = net_connect(s->be->host, s->be->port, deadline, why,
-	    sizeof(why));
-	if (fd == -1)
+	if (session_backend_connect(s) == -1)
 		return smtp_backend_fail(s, "4.4.1 Backend not reachable, "
-		    "try again later", why);
-	io_init(&s->backend, fd, fd, "backend");
+		    "try again later", s->reason);
 	deadline = smtp_deadline(s->cfg->handshake_timeout);
 
-	if (s->be->security == CFG_SEC_NONE) {
-		log_msg(LOG_WARNING, "event=warning backend leg is "
-		    "plaintext (allow_plaintext_backend, for tests only)");
-		s->verify = "none";
-	}
 	if (s->be->security == CFG_SEC_TLS &&
-	    smtp_backend_handshake(s, deadline) == -1)
+	    session_backend_tls(s, deadline) == -1)
 		return smtp_backend_fail(s, "4.7.5 Backend connection "
 		    "could not be secured", s->reason);
 	if (smtp_read_reply(s, &r, deadline) == -1)
@@ -289,7 +262,7 @@ smtp_backend_open(struct session *s)
 		    "connection", "backend greeting not 220");
 	if (s->be->security == CFG_SEC_STARTTLS &&
 	    (smtp_backend_starttls(s, deadline) == -1 ||
-	    smtp_backend_handshake(s, deadline) == -1))
+	    session_backend_tls(s, deadline) == -1))
 		return smtp_backend_fail(s, "4.7.5 Backend connection "
 		    "could not be secured", s->reason);
 	s->backend_up = 1;
@@ -301,8 +274,6 @@ smtp_backend_open(struct session *s)
 static int
 smtp_client_starttls(struct session *s)
 {
-	char why[300];
-
 	if (smtp_say(s, "220 2.0.0 Ready to start TLS") == -1)
 		return -1;
 
@@ -313,14 +284,7 @@ smtp_client_starttls(struct session *s)
 		    "what=\"plaintext after STARTTLS\"", s->client.len);
 	io_discard(&s->client);
 
-	if (tls_server_session(&s->client.tls, s->client.rfd,
-	    s->client.wfd, why, sizeof(why)) == -1 ||
-	    tls_handshake(s->client.tls, s->tls_deadline, why,
-	    sizeof(why)) == -1)
-		return session_fail(s, EXIT_CLIENT,
-		    "client TLS handshake failed: %s", why);
-	tls_describe(s->client.tls, s->client_tls, sizeof(s->client_tls));
-	return 0;
+	return session_client_tls(s);
 }
 
 static int
@@ -550,18 +514,11 @@ smtp_after_tls(struct session *s)
 int
 smtp_run(struct session *s)
 {
-	char why[300];
 	int r;
 
 	if (s->role == ROLE_SMTPS) {
-		if (tls_server_session(&s->client.tls, s->client.rfd,
-		    s->client.wfd, why, sizeof(why)) == -1 ||
-		    tls_handshake(s->client.tls, s->tls_deadline, why,
-		    sizeof(why)) == -1)
-			return session_fail(s, EXIT_CLIENT,
-			    "client TLS handshake failed: %s", why);
-		tls_describe(s->client.tls, s->client_tls,
-		    sizeof(s->client_tls));
+		if (session_client_tls(s) == -1)
+			return -1;
 	}
 
 	if (smtp_say(s, "220 %s ESMTP mailgate", s->cfg->hostname) == -1)

@@ -29,4 +29,12 @@ int smtp_run(struct session *s);
 size_t smtp_ehlo_filter(const char *in, size_t inlen, char *out,
     size_t outlen, int add_starttls);
 
+/*
+ * Whether a line (p, n, with its line end) can be part of a reply: three
+ * digits, then '-', ' ' or the line end.  With code other than 0 the
+ * digits must also be code, so that every line of a multi-line reply
+ * agrees with the first.  Returns 1 or 0; reads nothing past p[n - 1].
+ */
+int smtp_reply_line_ok(const char *p, size_t n, int code);
+
 #endif
