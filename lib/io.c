@@ -21,7 +21,14 @@ volatile sig_atomic_t io_stop;
 void
 io_init(struct io *io, int rfd, int wfd, const char *name)
 {
-	memset(io, 0, sizeof(*io));
+	/* Field by field: clearing the buffer would make all its pages
+	 * resident in every process, idle connections included. */
+	io->tls = NULL;
+	io->off = io->len = 0;
+	io->nin = io->nout = 0;
+	io->send_pending = 0;
+	io->eof = io->wshut = 0;
+	io->whybuf[0] = '\0';
 	io->rfd = rfd;
 	io->wfd = wfd;
 	io->name = name;

@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <string.h>
 
@@ -134,6 +135,11 @@ relay_run(struct session *s, unsigned idle_timeout)
 	int64_t deadline = clock_ms() + idle;
 	ssize_t up, down;
 	int client_done, r;
+
+	/* Set-up is over: certificates, trust anchors and handshake state
+	 * were freed.  Give the pages back, since an idle IMAP connection
+	 * may stay for hours and there is one process per connection. */
+	malloc_trim(0);
 
 	for (;;) {
 		up = relay_step(s, &dirs[0]);
