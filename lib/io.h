@@ -21,9 +21,9 @@
  * GnuTLS error text, ...) for the summary line.
  */
 
-/* A TLS record carries at most 16 KiB; SASL lines may be long (RFC 4954
- * suggests 12288 octets, OAuth tokens exceed that with their framing),
- * so one buffer holds two records or one long line. */
+/* A TLS record carries at most 16 KiB; the relay reads up to two
+ * before writing.  SASL lines may be long too (RFC 4954 suggests 12288
+ * octets, OAuth tokens exceed that with their framing). */
 #define IO_BUFSZ	32768
 #define IO_LINE_MAX	(IO_BUFSZ - 1)
 
