@@ -29,6 +29,7 @@
 
 enum cfg_kind {
 	CFG_K_STR,		/* any text, copied */
+	CFG_K_HOST,		/* DNS name or IP literal, copied */
 	CFG_K_CA,		/* "system" (NULL) or a path */
 	CFG_K_BOOL,
 	CFG_K_LOG,
@@ -50,7 +51,7 @@ struct cfg_key {
 	{ n, CFG_K_UINT, offsetof(struct cfg, f), lo, hi, u }
 #define CFG_SECONDS(n, f) CFG_NUM(n, f, 1, 86400, "seconds, ")
 #define CFG_BACKEND_KEYS(p, m) \
-	CFG_KEY(p ".host", CFG_K_STR, m.host), \
+	CFG_KEY(p ".host", CFG_K_HOST, m.host), \
 	CFG_NUM(p ".port", m.port, 1, 65535, ""), \
 	CFG_KEY(p ".security", CFG_K_SEC, m.security), \
 	CFG_SECONDS(p ".idle_timeout", m.idle_timeout), \
@@ -63,7 +64,7 @@ static const struct cfg_key cfg_keys[] = {
 	CFG_KEY("tls_priority", CFG_K_STR, tls_priority),
 	CFG_KEY("backend_tls_priority", CFG_K_STR, backend_tls_priority),
 	CFG_KEY("ticket_key", CFG_K_STR, ticket_key),
-	CFG_KEY("hostname", CFG_K_STR, hostname),
+	CFG_KEY("hostname", CFG_K_HOST, hostname),
 	CFG_KEY("allow_plaintext_backend", CFG_K_BOOL,
 	    allow_plaintext_backend),
 	CFG_KEY("allow_plaintext_clients", CFG_K_BOOL,
@@ -77,6 +78,8 @@ static const struct cfg_key cfg_keys[] = {
 };
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+_Static_assert(CFG_NKEYS <= CFG_ORIGINS, "CFG_ORIGINS too small");
 
 struct cfg_word {
 	const char *word;
@@ -246,8 +249,18 @@ cfg_store(struct cfg *c, const struct cfg_ctx *x, const struct cfg_key *k,
 	void *field = (char *)c + k->off;
 	int v = 0;
 
+	/* A host name ends up in DNS queries, SNI, greetings and log
+	 * lines: letters, digits and the punctuation of names and IPv6
+	 * literals only. */
+	if (k->kind == CFG_K_HOST &&
+	    val[strspn(val, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+	    "wxyz0123456789.-:_")] != '\0')
+		return cfg_fail(x, k->name, "\"%s\" is not a host name or IP "
+		    "address", val);
+
 	switch (k->kind) {
 	case CFG_K_CA:
+	case CFG_K_HOST:
 	case CFG_K_STR:
 		/* "system" is spelled out so that a later setting can
 		 * undo a CA file given earlier. */
@@ -372,6 +385,7 @@ cfg_assign(struct cfg *c, const struct cfg_ctx *x, char *s)
 		return -1;
 	if (x->seen != NULL)
 		x->seen[k - cfg_keys] = x->line;
+	c->origin[k - cfg_keys] = x->seen != NULL ? x->line : CFG_ORIGIN_CLI;
 	return 0;
 }
 
@@ -396,13 +410,34 @@ cfg_section(struct cfg_ctx *x, char *s)
 	return 0;
 }
 
+/* Cut a comment off the end of a line: "#" at the start or after a
+ * blank, outside double quotes, so that a value can still hold "#"
+ * ("a#b", or anything quoted). */
+static void
+cfg_strip_comment(char *s)
+{
+	int quoted = 0;
+	char *p;
+
+	for (p = s; *p != '\0'; p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		else if (*p == '#' && !quoted &&
+		    (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
 static int
 cfg_parse_line(struct cfg *c, struct cfg_ctx *x, char *line)
 {
-	char *s = cfg_trim(line);
+	char *s;
 
-	/* "#" opens a comment only at the start, so values may hold it. */
-	if (*s == '\0' || *s == '#')
+	cfg_strip_comment(line);
+	s = cfg_trim(line);
+	if (*s == '\0')
 		return 0;
 	if (*s == '[')
 		return cfg_section(x, s);
@@ -546,10 +581,28 @@ cfg_resolve(const struct cfg_ctx *x, const char *name, char **field)
 }
 
 /* Only the section for this program's protocol has to be complete. */
+/* An error context that names where setting name came from: its file
+ * and line, or the command line. */
+static struct cfg_ctx
+cfg_origin_ctx(const struct cfg *c, const char *name, char *err,
+    size_t errlen)
+{
+	const struct cfg_key *k = cfg_lookup(name);
+	unsigned o = k != NULL ? c->origin[k - cfg_keys] : 0;
+	struct cfg_ctx x = { "command line", 0, "", NULL, err, errlen };
+
+	if (o != CFG_ORIGIN_CLI && c->path != NULL) {
+		x.where = c->path;
+		x.line = o;
+	}
+	return x;
+}
+
 static int
 cfg_check_backend(const struct cfg *c, enum cfg_proto proto,
-    const struct cfg_ctx *x, const struct cfg_ctx *unset)
+    const struct cfg_ctx *unset)
 {
+	struct cfg_ctx x;
 	const struct cfg_backend *b = cfg_backend(c, proto);
 	const char *sect = proto == CFG_PROTO_IMAP ? "imap" : "smtp";
 	char name[CFG_NAME_MAX];
@@ -561,8 +614,9 @@ cfg_check_backend(const struct cfg *c, enum cfg_proto proto,
 	/* Plaintext to the backend must be asked for twice, so that one
 	 * mistyped word cannot expose passwords on the network. */
 	snprintf(name, sizeof(name), "%s.security", sect);
+	x = cfg_origin_ctx(c, name, unset->err, unset->errlen);
 	if (b->security == CFG_SEC_NONE && !c->allow_plaintext_backend)
-		return cfg_fail(x, name, "none sends passwords and mail to "
+		return cfg_fail(&x, name, "none sends passwords and mail to "
 		    "the backend in plaintext; it is for tests only and "
 		    "needs allow_plaintext_backend = yes");
 	return 0;
@@ -593,12 +647,14 @@ cfg_finish(struct cfg *c, enum cfg_proto proto, char *err, size_t errlen)
 {
 	/* A value that is wrong came from the file if there was one; a
 	 * value that is missing is missing from the whole configuration. */
-	struct cfg_ctx x = { c->path != NULL ? c->path : "command line", 0,
-	    "", NULL, err, errlen };
 	struct cfg_ctx unset = { c->path != NULL ? c->path : "configuration",
 	    0, "", NULL, err, errlen };
+	struct cfg_ctx kx = cfg_origin_ctx(c, "key", err, errlen);
+	struct cfg_ctx tx = cfg_origin_ctx(c, "ticket_key", err, errlen);
+	struct cfg_ctx x = { c->path != NULL ? c->path : "command line", 0,
+	    "", NULL, err, errlen };
 
-	if (cfg_check_backend(c, proto, &x, &unset) == -1)
+	if (cfg_check_backend(c, proto, &unset) == -1)
 		return -1;
 	cfg_default_port(&c->smtp, 587, 465, 25);
 	cfg_default_port(&c->imap, 143, 993, 143);
@@ -607,8 +663,8 @@ cfg_finish(struct cfg *c, enum cfg_proto proto, char *err, size_t errlen)
 		return cfg_fail(&unset, "cert", "not set");
 	if (c->key_file == NULL)
 		return cfg_fail(&unset, "key", "not set");
-	if (cfg_resolve(&x, "key", &c->key_file) == -1 ||
-	    cfg_resolve(&x, "ticket_key", &c->ticket_key) == -1)
+	if (cfg_resolve(&kx, "key", &c->key_file) == -1 ||
+	    cfg_resolve(&tx, "ticket_key", &c->ticket_key) == -1)
 		return -1;
 	return cfg_fill_hostname(c, &x);
 }

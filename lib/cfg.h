@@ -47,6 +47,10 @@ struct cfg_backend {
 	unsigned login_timeout;		/* seconds idle before login */
 };
 
+/* Room for where each setting came from, for error messages. */
+#define CFG_ORIGINS	32
+#define CFG_ORIGIN_CLI	((unsigned)-1)
+
 struct cfg {
 	char *path;			/* file read, NULL if none */
 	char *cert_file;		/* gateway's chain, PEM, leaf first */
@@ -64,6 +68,9 @@ struct cfg {
 	unsigned max_errors;		/* pre-login protocol errors */
 	struct cfg_backend smtp;
 	struct cfg_backend imap;
+	/* Per setting: the line of c->path that set it, CFG_ORIGIN_CLI
+	 * for the command line, 0 for the default. */
+	unsigned origin[CFG_ORIGINS];
 };
 
 /* Fill c with built-in defaults (nothing allocated that needs freeing

@@ -40,6 +40,12 @@ imap_trace_client(const char *line, size_t n, const struct imap_cmd *c,
 	char text[IMAP_TAG_MAX + 80];
 	size_t k = 0;
 
+	/* A line that is no command may be a literal a client sent after
+	 * its login was refused. */
+	if (c == NULL) {
+		log_trace("C:", "[hidden]", 8);
+		return;
+	}
 	if (!imap_is_login(c)) {
 		log_trace("C:", line, n);
 		return;
@@ -56,6 +62,31 @@ imap_trace_client(const char *line, size_t n, const struct imap_cmd *c,
 	    c->verb == IMAP_LOGIN ? "LOGIN" : "AUTHENTICATE", k ? " " : "",
 	    (int)k, line + c->args);
 	log_trace("C:", text, strlen(text));
+}
+
+/* Trace a line before TLS: only a known command's tag and name.  A
+ * client that goes on despite a refused LOGIN may send its literal
+ * anyway, and that line would be a password. */
+static void
+imap_trace_before_tls(const char *line, size_t n,
+    const struct imap_cmd *c, int first)
+{
+	char text[IMAP_TAG_MAX + 40];
+	size_t verb, len;
+
+	if (!first || c == NULL || c->verb == IMAP_OTHER) {
+		log_trace("C:", "[hidden]", 8);
+		return;
+	}
+	verb = strlen(c->tag) + 1;
+	len = c->args > verb ? c->args - verb : 0;
+	while (len > 0 && (line[verb + len - 1] == ' ' ||
+	    line[verb + len - 1] == '\r' || line[verb + len - 1] == '\n'))
+		len--;
+	snprintf(text, sizeof(text), "%s %.*s%s", c->tag, (int)(len < 20 ?
+	    len : 20), line + verb, c->has_args ? " [hidden]" : "");
+	log_trace("C:", text, strlen(text));
+	(void)n;
 }
 
 static int64_t
@@ -240,7 +271,7 @@ imap_swallow(struct session *s, size_t n, const struct imap_cmd *c,
 	for (;;) {
 		line = (const char *)s->client.buf + s->client.off;
 		lit = imap_literal_at_end(line, n, &count, &sync);
-		imap_trace_client(line, n, c, first);
+		imap_trace_before_tls(line, n, c, first);
 		io_consume(&s->client, n);
 		if (lit == 0 || (lit == 1 && sync))
 			return lit;

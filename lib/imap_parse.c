@@ -141,10 +141,13 @@ imap_put_caps(char *out, size_t outlen, size_t *pos, const char *p,
 {
 	size_t i = 0, j;
 
+	/* Any control byte separates words like a blank: otherwise
+	 * "STARTTLS\r" would not be recognised, and the CR would end the
+	 * line for the client right after it. */
 	while (i < end) {
-		while (i < end && p[i] == ' ')
+		while (i < end && (unsigned char)p[i] <= ' ')
 			i++;
-		for (j = i; j < end && p[j] != ' '; j++)
+		for (j = i; j < end && (unsigned char)p[j] > ' '; j++)
 			;
 		if (j > i && !imap_cap_dropped(p + i, j - i) &&
 		    (imap_put(out, outlen, pos, " ", 1) == -1 ||

@@ -66,14 +66,15 @@ void
 session_log_end(struct session *s)
 {
 	int64_t ms = clock_ms() - s->start;
+	const char *host = s->be && s->be->host ? s->be->host : "-";
+	int v6 = strchr(host, ':') != NULL;
 
 	log_msg(s->status == 0 ? LOG_INFO : LOG_WARNING,
-	    "event=end role=%s client=%s backend=%s:%u client_tls=%s "
+	    "event=end role=%s client=%s backend=%s%s%s:%u client_tls=%s "
 	    "backend_tls=%s verify=%s login=%s in=%llu out=%llu "
 	    "duration=%lld.%03lld status=%d reason=\"%s\"",
-	    role_names[s->role], s->client_addr,
-	    s->be && s->be->host ? s->be->host : "-",
-	    s->be ? s->be->port : 0, s->client_tls, s->backend_tls,
+	    role_names[s->role], s->client_addr, v6 ? "[" : "", host,
+	    v6 ? "]" : "", s->be ? s->be->port : 0, s->client_tls, s->backend_tls,
 	    s->verify, session_login_name(s->login),
 	    (unsigned long long)s->client.nin,
 	    (unsigned long long)s->client.nout,

@@ -330,9 +330,26 @@ smtp_before_tls(struct session *s)
 		if (n <= 0)
 			return (int)n;
 		line = (const char *)s->client.buf + s->client.off;
-		smtp_trace_client(line, n, 0);
 		verb = smtp_parse_verb(line, n, &has_args);
+
+		/* An unknown line before TLS may be a password that a
+		 * client sends despite our 530 to its AUTH. */
+		smtp_trace_client(line, n, verb == SMTP_OTHER);
 		io_consume(&s->client, n);
+
+		switch (verb) {
+		case SMTP_EHLO:
+		case SMTP_HELO:
+			if (has_args)
+				break;
+			if (smtp_say(s, "501 5.5.4 Syntax: %s hostname",
+			    verb == SMTP_EHLO ? "EHLO" : "HELO") == -1 ||
+			    smtp_count_error(s) == -1)
+				return -1;
+			continue;
+		default:
+			break;
+		}
 
 		switch (verb) {
 		case SMTP_EHLO:
@@ -543,36 +560,57 @@ smtp_put(char *out, size_t outlen, size_t *pos, const char *p, size_t n)
 	return 0;
 }
 
-/* Put the AUTH line body (p, n: "AUTH PLAIN ..." or "AUTH=...") without
+/* Channel-binding mechanisms (*-PLUS) bind to the TLS channel, which
+ * differs on each side of the gateway: they cannot work through it. */
+static int
+smtp_mech_kept(const char *m, size_t len)
+{
+	return len > 0 && !(len > 5 &&
+	    strncasecmp(m + len - 5, "-PLUS", 5) == 0);
+}
+
+/* Whether a mechanism of an AUTH line (p, n) survives the filter. */
+static int
+smtp_auth_keeps(const char *p, size_t n)
+{
+	size_t i, j;
+
+	for (i = 5; i < n; i = j + 1) {
+		for (j = i; j < n && p[j] != ' '; j++)
+			;
+		if (smtp_mech_kept(p + i, j - i))
+			return 1;
+	}
+	return 0;
+}
+
+/* Put the AUTH line (p, n: "AUTH PLAIN ..." or "AUTH=...") without
  * channel-binding mechanisms; nothing at all if none is left. */
 static int
 smtp_put_auth(char *out, size_t outlen, size_t *pos, const char *p,
     size_t n)
 {
-	size_t start = *pos, i = 5, j;
-	int kept = 0;
+	size_t i, j;
+	int first = 1;
 
+	if (!smtp_auth_keeps(p, n))
+		return 0;
 	if (smtp_put(out, outlen, pos, "250-", 4) == -1 ||
 	    smtp_put(out, outlen, pos, p, 4) == -1)
 		return -1;
-	while (i < n) {
+	for (i = 5; i < n; i = j + 1) {
 		for (j = i; j < n && p[j] != ' '; j++)
 			;
-		if (j > i && !(j - i > 5 &&
-		    strncasecmp(p + j - 5, "-PLUS", 5) == 0)) {
-			if (smtp_put(out, outlen, pos, kept ? " " : p + 4, 1)
-			    == -1 ||
-			    smtp_put(out, outlen, pos, p + i, j - i) == -1)
-				return -1;
-			kept = 1;
-		}
-		i = j + 1;
+		if (!smtp_mech_kept(p + i, j - i))
+			continue;
+		/* The first mechanism keeps the line's own separator, so
+		 * "AUTH=" stays "AUTH=". */
+		if (smtp_put(out, outlen, pos, first ? p + 4 : " ", 1) == -1 ||
+		    smtp_put(out, outlen, pos, p + i, j - i) == -1)
+			return -1;
+		first = 0;
 	}
-	if (!kept)
-		*pos = start;
-	else if (smtp_put(out, outlen, pos, "\r\n", 2) == -1)
-		return -1;
-	return 0;
+	return smtp_put(out, outlen, pos, "\r\n", 2);
 }
 
 /* One extension line, keyword and parameters in p, n. */
@@ -580,7 +618,9 @@ static int
 smtp_put_keyword(char *out, size_t outlen, size_t *pos, const char *p,
     size_t n)
 {
-	if (n == 8 && strncasecmp(p, "STARTTLS", 8) == 0)
+	/* The keyword is the first word; parameters do not save it. */
+	if (n >= 8 && strncasecmp(p, "STARTTLS", 8) == 0 &&
+	    (n == 8 || p[8] == ' '))
 		return 0;
 	if (n > 5 && (strncasecmp(p, "AUTH ", 5) == 0 ||
 	    strncasecmp(p, "AUTH=", 5) == 0))

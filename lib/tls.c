@@ -27,14 +27,22 @@
  * system-wide GnuTLS policy still applies ("@SYSTEM" alone fails where
  * no such policy file is installed).  The client leg lets our order
  * win, which keeps AES-GCM ahead of ChaCha20 on hardware with AES
- * instructions; bulk mail is several times faster that way.  The
- * backend leg adds a verification profile, because the library default
- * still accepts RSA keys of 1024 bits.
+ * instructions; bulk mail is several times faster that way.  X25519
+ * comes first among the groups: it is what clients send a key share
+ * for, so a server that prefers P-256 asks them to start over (a
+ * HelloRetryRequest, one more round trip), and it is the cheaper key
+ * exchange on either leg.  The backend leg adds a verification
+ * profile, because the library default still accepts RSA keys of 1024
+ * bits.
  */
+#define TLS_GROUPS \
+	"-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-X448:" \
+	"+GROUP-SECP384R1:+GROUP-SECP521R1:+GROUP-FFDHE2048:" \
+	"+GROUP-FFDHE3072:+GROUP-FFDHE4096"
 #define TLS_SERVER_APPEND \
-	"-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+	"-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" TLS_GROUPS ":%SERVER_PRECEDENCE"
 #define TLS_BACKEND_APPEND \
-	"-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%PROFILE_MEDIUM"
+	"-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" TLS_GROUPS ":%PROFILE_MEDIUM"
 
 /* Longest DNS name (253) plus a trailing dot and the NUL. */
 #define TLS_HOST_MAX 255
@@ -159,18 +167,18 @@ tls_load_chain(const char *path, gnutls_x509_crt_t **list, unsigned *n,
 	gnutls_datum_t d = { NULL, 0 };
 	int r;
 
-	if (tls_read_file("certificate file", path, &d, why, whylen) == -1)
+	if (tls_read_file("cert", path, &d, why, whylen) == -1)
 		return -1;
 	r = gnutls_x509_crt_list_import2(list, n, &d, GNUTLS_X509_FMT_PEM,
 	    GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
 	gnutls_free(d.data);
 	if (r < 0) {
-		tls_file_why("certificate file", path, r, why, whylen);
+		tls_file_why("cert", path, r, why, whylen);
 		return -1;
 	}
 	if (*n == 0) {
 		gnutls_free(*list);
-		snprintf(why, whylen, "certificate file %s: no certificate",
+		snprintf(why, whylen, "cert %s: no certificate",
 		    path);
 		return -1;
 	}
@@ -196,7 +204,7 @@ tls_load_key(const char *path, gnutls_x509_privkey_t *key, char *why,
 	gnutls_datum_t d = { NULL, 0 };
 	int r;
 
-	if (tls_read_file("key file", path, &d, why, whylen) == -1)
+	if (tls_read_file("key", path, &d, why, whylen) == -1)
 		return -1;
 	r = gnutls_x509_privkey_init(key);
 	if (r == 0) {
@@ -208,11 +216,11 @@ tls_load_key(const char *path, gnutls_x509_privkey_t *key, char *why,
 	gnutls_memset(d.data, 0, d.size);
 	gnutls_free(d.data);
 	if (r == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
-		snprintf(why, whylen, "key file %s: no private key", path);
+		snprintf(why, whylen, "key %s: no private key", path);
 		return -1;
 	}
 	if (r < 0) {
-		tls_file_why("key file", path, r, why, whylen);
+		tls_file_why("key", path, r, why, whylen);
 		return -1;
 	}
 	return 0;
@@ -240,13 +248,13 @@ tls_check_validity(gnutls_x509_crt_t crt, const char *path, char *why,
 	char date[64];
 
 	if (start == (time_t)-1) {
-		snprintf(why, whylen, "certificate file %s: unreadable "
+		snprintf(why, whylen, "cert %s: unreadable "
 		    "activation time", path);
 		return -1;
 	}
 	if (now < start) {
 		tls_format_time(start, date, sizeof(date));
-		snprintf(why, whylen, "certificate file %s: not valid "
+		snprintf(why, whylen, "cert %s: not valid "
 		    "before %s", path, date);
 		return -1;
 	}
@@ -254,7 +262,7 @@ tls_check_validity(gnutls_x509_crt_t crt, const char *path, char *why,
 	/* (time_t)-1 also stands for "no well-defined expiration". */
 	if (end != (time_t)-1 && now > end) {
 		tls_format_time(end, date, sizeof(date));
-		snprintf(why, whylen, "certificate file %s: expired on %s",
+		snprintf(why, whylen, "cert %s: expired on %s",
 		    path, date);
 		return -1;
 	}
@@ -276,12 +284,12 @@ tls_server_cred_set(const struct cfg *c, gnutls_x509_crt_t *list,
 	}
 	r = gnutls_certificate_set_x509_key(tls_server_cred, list, n, key);
 	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
-		snprintf(why, whylen, "key file %s does not match "
-		    "certificate file %s", c->key_file, c->cert_file);
+		snprintf(why, whylen, "key %s does not match "
+		    "cert %s", c->key_file, c->cert_file);
 		return -1;
 	}
 	if (r < 0) {
-		snprintf(why, whylen, "certificate file %s, key file %s: %s",
+		snprintf(why, whylen, "cert %s, key %s: %s",
 		    c->cert_file, c->key_file, gnutls_strerror(r));
 		return -1;
 	}
@@ -300,7 +308,7 @@ tls_ticket_load(const char *path, char *why, size_t whylen)
 	}
 	if (path == NULL)
 		return 0;
-	if (tls_read_file("ticket key", path, &tls_ticket_key, why,
+	if (tls_read_file("ticket_key", path, &tls_ticket_key, why,
 	    whylen) == -1)
 		return -1;
 	if (tls_ticket_key.size == TLS_TICKET_KEY_SIZE)
@@ -353,12 +361,12 @@ tls_backend_trust(const struct cfg *c, char *why, size_t whylen)
 	if (c->ca_file == NULL) {
 		r = gnutls_certificate_set_x509_system_trust(tls_backend_cred);
 		if (r < 0) {
-			snprintf(why, whylen, "system trust store: %s",
+			snprintf(why, whylen, "ca system: %s",
 			    gnutls_strerror(r));
 			return -1;
 		}
 		if (r == 0) {
-			snprintf(why, whylen, "system trust store: no "
+			snprintf(why, whylen, "ca system: no "
 			    "certificates");
 			return -1;
 		}
@@ -368,11 +376,11 @@ tls_backend_trust(const struct cfg *c, char *why, size_t whylen)
 	r = gnutls_certificate_set_x509_trust_file(tls_backend_cred,
 	    c->ca_file, GNUTLS_X509_FMT_PEM);
 	if (r < 0) {
-		tls_file_why("CA file", c->ca_file, r, why, whylen);
+		tls_file_why("ca", c->ca_file, r, why, whylen);
 		return -1;
 	}
 	if (r == 0) {
-		snprintf(why, whylen, "CA file %s: no certificates",
+		snprintf(why, whylen, "ca %s: no certificates",
 		    c->ca_file);
 		return -1;
 	}

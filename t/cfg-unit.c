@@ -154,10 +154,10 @@ static const char t_full[] =
     "cert = /etc/mailgate/chain.pem\n"
     "key=/etc/mailgate/key.pem\n"
     "ca = /etc/ssl/backend-ca.pem   \n"
-    "tls_priority = \"NORMAL:-VERS-ALL:+VERS-TLS1.3\"\n"
+    "tls_priority = \" NORMAL:-VERS-ALL:+VERS-TLS1.3 \"\n"
     "backend_tls_priority = NORMAL#x\n"
     "ticket_key = tickets\n"
-    "hostname = \" mx.example.org \"\n"
+    "hostname = mx.example.org # trailing comment\n"
     "allow_plaintext_backend = on\n"
     "allow_plaintext_clients = False\n"
     "log = stderr\n"
@@ -193,11 +193,11 @@ test_full_file(void)
 	t_is(c.cert_file, "/etc/mailgate/chain.pem", "cert");
 	t_is(c.key_file, "/etc/mailgate/key.pem", "key without spaces");
 	t_is(c.ca_file, "/etc/ssl/backend-ca.pem", "ca, trailing blanks cut");
-	t_is(c.tls_priority, "NORMAL:-VERS-ALL:+VERS-TLS1.3",
-	    "quotes stripped");
 	t_is(c.backend_tls_priority, "NORMAL#x", "'#' inside a value kept");
 	t_is(c.ticket_key, "tickets", "ticket_key kept as given until finish");
-	t_is(c.hostname, " mx.example.org ", "quotes keep inner blanks");
+	t_is(c.hostname, "mx.example.org", "a comment after a value");
+	t_is(c.tls_priority, " NORMAL:-VERS-ALL:+VERS-TLS1.3 ",
+	    "quotes stripped, inner blanks kept");
 	t_ok(c.allow_plaintext_backend == 1, "bool on");
 	t_ok(c.allow_plaintext_clients == 0, "bool False, any case");
 	t_ok(c.log == CFG_LOG_STDERR, "log stderr");
@@ -369,8 +369,10 @@ test_set(void)
 	    c.imap.security == CFG_SEC_TLS, "imap.security on command line");
 	t_ok(cfg_set(&c, "log=journal", err, sizeof(err)) == 0 &&
 	    c.log == CFG_LOG_JOURNAL, "log on command line");
-	t_ok(cfg_set(&c, "hostname=a=b", err, sizeof(err)) == 0 &&
-	    strcmp(c.hostname, "a=b") == 0, "value may contain '='");
+	t_ok(cfg_set(&c, "tls_priority=a=b", err, sizeof(err)) == 0 &&
+	    strcmp(c.tls_priority, "a=b") == 0, "value may contain '='");
+	t_set_fails("smtp.host=mx # x", "smtp.host: \"mx # x\" is not a "
+	    "host name or IP address", "host with blanks refused");
 	cfg_free(&c);
 
 	t_set_fails("smtp.port=70000", "smtp.port: \"70000\" is out of range "
@@ -446,7 +448,7 @@ test_finish_errors(void)
 
 	rc = t_finish(&c, "[imap]\nhost = h\nsecurity = none\n",
 	    CFG_PROTO_IMAP, err);
-	snprintf(full, sizeof(full), "%s: imap.security: none sends "
+	snprintf(full, sizeof(full), "%s:3: imap.security: none sends "
 	    "passwords and mail to the backend in plaintext; it is for "
 	    "tests only and needs allow_plaintext_backend = yes", t_path);
 	t_is(rc == -1 ? err : "(accepted)", full,
@@ -482,7 +484,7 @@ test_finish_errors(void)
 
 	rc = t_finish(&c, "cert=/c\nkey=..\n[smtp]\nhost=h\n",
 	    CFG_PROTO_SMTP, err);
-	snprintf(full, sizeof(full), "%s: key: \"..\" is not a credential "
+	snprintf(full, sizeof(full), "%s:2: key: \"..\" is not a credential "
 	    "name", t_path);
 	t_is(rc == -1 ? err : "(accepted)", full, "finish: key \"..\"");
 	cfg_free(&c);

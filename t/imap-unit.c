@@ -50,6 +50,9 @@ filter_tests(void)
 {
 	char small[8];
 
+	filter("a CR glued to STARTTLS does not hide it",
+	    "* CAPABILITY IMAP4rev1 STARTTLS\r \n",
+	    "* CAPABILITY IMAP4rev1\n");
 	filter("untagged CAPABILITY filtered",
 	    "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN\r\n",
 	    "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n");
