@@ -140,7 +140,9 @@ imap_send_backend(struct session *s, const void *data, size_t len)
 static int
 imap_unavailable(struct session *s, const char *tell)
 {
-	(void)imap_say(s, "* BYE [UNAVAILABLE] %s", tell);
+	/* After SIGTERM the backend is not at fault, whatever failed. */
+	(void)imap_say(s, "* BYE [UNAVAILABLE] %s", io_stop ?
+	    "Server shutting down" : tell);
 	return -1;
 }
 
@@ -167,6 +169,8 @@ imap_client_line(struct session *s, int64_t deadline)
 		(void)imap_say(s, "* BYE Line too long");
 	else if (n == -1 && strcmp(s->client.why, "timeout") == 0)
 		(void)imap_say(s, "* BYE Timeout");
+	else if (n == -1 && io_stop)
+		(void)imap_say(s, "* BYE [UNAVAILABLE] Server shutting down");
 	if (n == -1)
 		return session_fail(s, EXIT_CLIENT, "client: %s",
 		    s->client.why);
@@ -822,7 +826,8 @@ imap_login_phase(struct session *s)
 			return -1;
 	}
 	return relay_run(s, s->login == LOGIN_OK ? s->be->idle_timeout :
-	    s->be->login_timeout);
+	    s->be->login_timeout, "* BYE [UNAVAILABLE] Backend connection "
+	    "lost\r\n");
 }
 
 /* Bring up the legs in the order the role needs, then the login phase.

@@ -112,11 +112,20 @@ relay_poll(struct session *s, struct relay_dir *dirs, int64_t deadline)
  */
 #define RELAY_LINGER_MS	2000
 
-/* The backend has said all it will: pass on its end. */
+/* The backend has said all it will: pass on its end.  If it had not
+ * answered what it was last sent, the client is told in its protocol's
+ * words (lost), so that a message cut off mid-DATA is not taken for
+ * delivered, and the session counts as failed. */
 static int
-relay_backend_done(struct session *s)
+relay_backend_done(struct session *s, int unanswered, const char *lost)
 {
+	if (unanswered && lost != NULL)
+		(void)io_write(&s->client, lost, strlen(lost),
+		    clock_ms() + 1000);
 	io_shut_write(&s->client);
+	if (unanswered)
+		return session_fail(s, EXIT_TEMP, "backend closed before "
+		    "answering");
 	session_done(s, "backend closed");
 	return 0;
 }
@@ -132,7 +141,7 @@ relay_client_done(struct session *s)
 }
 
 int
-relay_run(struct session *s, unsigned idle_timeout)
+relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 {
 	struct relay_dir dirs[2] = {
 		{ &s->client, &s->backend, EXIT_CLIENT, EXIT_TEMP },
@@ -140,6 +149,7 @@ relay_run(struct session *s, unsigned idle_timeout)
 	};
 	int64_t idle = (int64_t)idle_timeout * 1000;
 	int64_t deadline = clock_ms() + idle;
+	uint64_t answered = s->backend.nout;
 	ssize_t up, down;
 	int client_done, r;
 
@@ -155,8 +165,14 @@ relay_run(struct session *s, unsigned idle_timeout)
 			return 0;
 		if (up == -1 || down == -1)
 			return -1;
+
+		/* Whatever the backend was sent so far it has now had a
+		 * chance to answer. */
+		if (down > 0)
+			answered = s->backend.nout;
 		if (s->backend.eof && s->backend.len == 0)
-			return relay_backend_done(s);
+			return relay_backend_done(s,
+			    s->backend.nout > answered, lost);
 
 		client_done = s->client.eof && s->client.len == 0;
 		if (up > 0 || down > 0)

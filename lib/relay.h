@@ -15,9 +15,13 @@
  * at most one buffer; a side that does not read stops the other from
  * being read (backpressure).  idle_timeout is in seconds.
  *
+ * If the backend closes with bytes it was sent and has not answered
+ * since, lost (a complete line, or NULL) goes to the client and the
+ * session fails: no success is implied for a cut-off command.
+ *
  * Returns 0 after a normal end (session_done called) or -1 after a
  * failure (session_fail called).
  */
-int relay_run(struct session *s, unsigned idle_timeout);
+int relay_run(struct session *s, unsigned idle_timeout, const char *lost);
 
 #endif

@@ -198,7 +198,8 @@ static int
 smtp_backend_fail(struct session *s, const char *tell, const char *why)
 {
 	session_fail(s, EXIT_TEMP, "%s", why);
-	(void)smtp_say(s, "421 %s", tell);
+	(void)smtp_say(s, "421 %s", io_stop ?
+	    "4.3.2 Service shutting down" : tell);
 	return -1;
 }
 
@@ -308,6 +309,10 @@ smtp_client_line(struct session *s, int64_t deadline)
 	}
 	if (n == -1 && strcmp(s->client.why, "line too long") == 0)
 		(void)smtp_say(s, "500 5.5.2 Line too long");
+	else if (n == -1 && strcmp(s->client.why, "timeout") == 0)
+		(void)smtp_say(s, "421 4.4.2 Timeout, closing connection");
+	else if (n == -1 && io_stop)
+		(void)smtp_say(s, "421 4.3.2 Service shutting down");
 	if (n == -1)
 		return session_fail(s, EXIT_CLIENT, "client: %s",
 		    s->client.why);
@@ -525,7 +530,8 @@ smtp_after_tls(struct session *s)
 
 	if (s->login == LOGIN_NONE)
 		s->login = LOGIN_UNKNOWN;
-	return relay_run(s, s->be->idle_timeout);
+	return relay_run(s, s->be->idle_timeout,
+	    "421 4.4.2 Backend connection lost\r\n");
 }
 
 int
