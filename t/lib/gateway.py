@@ -43,9 +43,16 @@ class Gateway:
 
     def start(self):
         log = open(self.log_path, "ab")
+        # systemd-socket-activate passes on no environment of its own
+        # accord; the sanitizer settings of make check-sanitize must
+        # reach the gateway.
+        env = []
+        for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if name in os.environ:
+                env += ["-E", name]
         self.proc = subprocess.Popen(
             ["systemd-socket-activate", "--inetd", "-a", "-l",
-             "127.0.0.1:%d" % self.port] + self.argv(),
+             "127.0.0.1:%d" % self.port] + env + self.argv(),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=log)
         log.close()
