@@ -89,6 +89,12 @@ io_fail_wait(struct io *io, int r)
 static int
 io_fail_tls(struct io *io, int err)
 {
+	/* The transport failed under TLS: errno from our push or pull
+	 * function says how ("connection reset" rather than "Error in
+	 * the pull function"). */
+	if ((err == GNUTLS_E_PULL_ERROR || err == GNUTLS_E_PUSH_ERROR) &&
+	    errno != 0)
+		return io_fail_errno(io, errno);
 	if (err == GNUTLS_E_WARNING_ALERT_RECEIVED ||
 	    err == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 		snprintf(io->whybuf, sizeof(io->whybuf), "TLS alert %s",
