@@ -105,6 +105,9 @@ imap_send_client(struct session *s, const void *data, size_t len)
 	return 0;
 }
 
+static int imap_say(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Send a response of our own to the client. */
 static int
 imap_say(struct session *s, const char *fmt, ...)

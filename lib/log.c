@@ -100,6 +100,9 @@ log_emit(int prio, const char *text)
 	}
 }
 
+static void log_vmsg(int prio, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 log_vmsg(int prio, const char *fmt, va_list ap)
 {

@@ -94,6 +94,9 @@ smtp_deadline(unsigned seconds)
 	return clock_ms() + (int64_t)seconds * 1000;
 }
 
+static int smtp_say(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Send our own reply to the client. */
 static int
 smtp_say(struct session *s, const char *fmt, ...)

@@ -22,6 +22,9 @@ static unsigned t_failed;
 static char t_dir[512];
 static char t_path[600];	/* t_dir/mailgate.conf */
 
+static int t_ok(int cond, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static int
 t_ok(int cond, const char *fmt, ...)
 {

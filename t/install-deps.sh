@@ -1,13 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Install the Debian packages that building, the demo and the tests
-# need, if any is missing.  Does nothing (and needs no root) when all
-# are there.
+# need, and any named as arguments, if any is missing.  Does nothing
+# (and needs no root) when all are there.
 set -eu
 
 PKGS="build-essential pkg-config libgnutls28-dev libsystemd-dev systemd
 perl python3 ca-certificates postfix dovecot-core dovecot-imapd
-dovecot-lmtpd swaks curl gnutls-bin openssl mandoc"
+dovecot-lmtpd swaks curl gnutls-bin openssl mandoc $*"
 
 missing=""
 for p in $PKGS; do
