@@ -149,37 +149,6 @@ imap_unavailable(struct session *s, const char *tell)
 	return -1;
 }
 
-static int
-imap_count_error(struct session *s)
-{
-	if (++s->errors < s->cfg->max_errors)
-		return 0;
-	(void)imap_say(s, "* BYE Too many errors");
-	return session_fail(s, EXIT_CLIENT, "too many errors");
-}
-
-/* Read one client line; 0 at a clean end, -1 on failure. */
-static ssize_t
-imap_client_line(struct session *s, int64_t deadline)
-{
-	ssize_t n = io_line(&s->client, deadline);
-
-	if (n == 0) {
-		session_done(s, "client closed");
-		return 0;
-	}
-	if (n == -1 && strcmp(s->client.why, "line too long") == 0)
-		(void)imap_say(s, "* BYE Line too long");
-	else if (n == -1 && strcmp(s->client.why, "timeout") == 0)
-		(void)imap_say(s, "* BYE Timeout");
-	else if (n == -1 && io_stop)
-		(void)imap_say(s, "* BYE [UNAVAILABLE] Server shutting down");
-	if (n == -1)
-		return session_fail(s, EXIT_CLIENT, "client: %s",
-		    s->client.why);
-	return n;
-}
-
 /* Read one backend line: its length, 0 at the end of the stream, or -1
  * (failure recorded). */
 static ssize_t
@@ -286,7 +255,7 @@ imap_swallow(struct session *s, size_t n, const struct imap_cmd *c,
 			return imap_bad_literal(s, lit, count);
 		if (imap_copy(s, &s->client, NULL, count, deadline) == -1)
 			return -1;
-		r = imap_client_line(s, deadline);
+		r = session_client_line(s, deadline);
 		if (r <= 0)
 			return -1;
 		n = r;
@@ -323,7 +292,7 @@ imap_local_answer(struct session *s, const struct imap_cmd *c,
 
 	if (stopped && c->verb != IMAP_LOGIN && c->verb != IMAP_AUTHENTICATE)
 		return imap_say(s, "%s BAD Literal refused before TLS", t)
-		    == -1 ? -1 : imap_count_error(s);
+		    == -1 ? -1 : session_count_error(s);
 	switch (c->verb) {
 	case IMAP_CAPABILITY:
 	case IMAP_NOOP:
@@ -331,7 +300,7 @@ imap_local_answer(struct session *s, const struct imap_cmd *c,
 	case IMAP_STARTTLS:
 		if (c->has_args)
 			return imap_say(s, "%s BAD No arguments allowed", t)
-			    == -1 ? -1 : imap_count_error(s);
+			    == -1 ? -1 : session_count_error(s);
 		break;
 	default:
 		break;
@@ -363,11 +332,11 @@ imap_local_answer(struct session *s, const struct imap_cmd *c,
 		if (imap_say(s, "%s NO [PRIVACYREQUIRED] Use STARTTLS first",
 		    t) == -1)
 			return -1;
-		return imap_count_error(s);
+		return session_count_error(s);
 	default:
 		if (imap_say(s, "%s BAD Use STARTTLS first", t) == -1)
 			return -1;
-		return imap_count_error(s);
+		return session_count_error(s);
 	}
 }
 
@@ -382,7 +351,7 @@ imap_before_tls(struct session *s)
 	ssize_t n;
 
 	for (;;) {
-		n = imap_client_line(s, s->tls_deadline);
+		n = session_client_line(s, s->tls_deadline);
 		if (n <= 0)
 			return -1;
 		untagged = imap_parse_command((const char *)s->client.buf +
@@ -393,7 +362,7 @@ imap_before_tls(struct session *s)
 			return -1;
 		if (untagged)
 			r = imap_say(s, "* BAD Missing tag") == -1 ? -1 :
-			    imap_count_error(s);
+			    session_count_error(s);
 		else
 			r = imap_local_answer(s, &c, r);
 		if (r != 0)
@@ -715,7 +684,7 @@ imap_forward_command(struct session *s, size_t n, const struct imap_cmd *c,
 		if (imap_copy(s, &s->client, &s->backend, count, deadline)
 		    == -1)
 			return -1;
-		len = imap_client_line(s, deadline);
+		len = session_client_line(s, deadline);
 		if (len <= 0)
 			return -1;
 		n = len;
@@ -737,7 +706,7 @@ imap_sasl_exchange(struct session *s, const struct imap_cmd *c,
 		r = imap_relay_responses(s, c, 1, st);
 		if (r != 1)
 			return r;
-		n = imap_client_line(s, imap_deadline(s->be->login_timeout));
+		n = session_client_line(s, imap_deadline(s->be->login_timeout));
 		if (n <= 0 || imap_forward_line(s, n, c, 0) == -1)
 			return -1;
 	}
@@ -792,7 +761,7 @@ imap_login_local(struct session *s, size_t n, const struct imap_cmd *c,
 		r = imap_say(s, "%s BAD TLS already active", c->tag);
 	else
 		return imap_client_starttls(s, c->tag);
-	return r == -1 ? -1 : imap_count_error(s);
+	return r == -1 ? -1 : session_count_error(s);
 }
 
 /*
@@ -809,7 +778,7 @@ imap_login_phase(struct session *s)
 	ssize_t n;
 
 	for (;;) {
-		n = imap_client_line(s, imap_deadline(s->be->login_timeout));
+		n = session_client_line(s, imap_deadline(s->be->login_timeout));
 		if (n <= 0)
 			return -1;
 		untagged = imap_parse_command((const char *)s->client.buf +
@@ -864,9 +833,17 @@ imap_start(struct session *s)
 	return imap_login_phase(s);
 }
 
+static const struct session_words imap_words = {
+	.too_many_errors = "* BYE Too many errors\r\n",
+	.line_too_long = "* BYE Line too long\r\n",
+	.timeout = "* BYE Timeout\r\n",
+	.shutdown = "* BYE [UNAVAILABLE] Server shutting down\r\n",
+};
+
 int
 imap_run(struct session *s)
 {
+	s->words = &imap_words;
 	(void)imap_start(s);
 	return s->status == EXIT_OK ? 0 : -1;
 }

@@ -157,3 +157,41 @@ session_backend_tls(struct session *s, int64_t deadline)
 	net_quickack(s->backend.rfd);
 	return 0;
 }
+
+void
+session_tell(struct session *s, const char *line)
+{
+	size_t n = strlen(line);
+
+	log_trace("S:", line, n);
+	(void)io_write(&s->client, line, n, clock_ms() + 10000);
+}
+
+int
+session_count_error(struct session *s)
+{
+	if (++s->errors < s->cfg->max_errors)
+		return 0;
+	session_tell(s, s->words->too_many_errors);
+	return session_fail(s, EXIT_CLIENT, "too many errors");
+}
+
+ssize_t
+session_client_line(struct session *s, int64_t deadline)
+{
+	ssize_t n = io_line(&s->client, deadline);
+
+	if (n == 0) {
+		session_done(s, "client closed");
+		return 0;
+	}
+	if (n > 0)
+		return n;
+	if (strcmp(s->client.why, "line too long") == 0)
+		session_tell(s, s->words->line_too_long);
+	else if (strcmp(s->client.why, "timeout") == 0)
+		session_tell(s, s->words->timeout);
+	else if (io_stop)
+		session_tell(s, s->words->shutdown);
+	return session_fail(s, EXIT_CLIENT, "client: %s", s->client.why);
+}

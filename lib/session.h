@@ -26,12 +26,22 @@ enum session_login {
 	LOGIN_UNKNOWN		/* relayed opaquely before an outcome */
 };
 
+/* What the client is told, in its protocol's words, when the session
+ * ends on the client's side: complete lines ending in CRLF. */
+struct session_words {
+	const char *too_many_errors;
+	const char *line_too_long;
+	const char *timeout;
+	const char *shutdown;
+};
+
 struct session {
 	char id[16];
 	enum session_role role;
 	enum cfg_proto proto;
 	const struct cfg *cfg;
 	const struct cfg_backend *be;
+	const struct session_words *words;	/* set by the protocol */
 	char client_addr[64];
 	struct io client;
 	struct io backend;
@@ -59,6 +69,18 @@ void session_done(struct session *s, const char *reason);
 void session_log_end(struct session *s);
 
 const char *session_login_name(enum session_login l);
+
+/* Read one client line (see io_line): its length, 0 at a clean end
+ * (recorded as "client closed"), or -1 with the failure recorded and
+ * the client told why where s->words has a line for it. */
+ssize_t session_client_line(struct session *s, int64_t deadline);
+
+/* Count a protocol error; past cfg->max_errors the client is told and
+ * the session fails (-1). */
+int session_count_error(struct session *s);
+
+/* Write a line of our own to the client, best effort, traced. */
+void session_tell(struct session *s, const char *line);
 
 /* TLS toward the client, finished by s->tls_deadline; on failure the
  * reason is recorded (EXIT_CLIENT). */

@@ -291,37 +291,6 @@ smtp_client_starttls(struct session *s)
 	return session_client_tls(s);
 }
 
-static int
-smtp_count_error(struct session *s)
-{
-	if (++s->errors < s->cfg->max_errors)
-		return 0;
-	(void)smtp_say(s, "421 4.7.0 Too many errors");
-	return session_fail(s, EXIT_CLIENT, "too many errors");
-}
-
-/* Read one client command line; 0 at a clean end, -1 on failure. */
-static ssize_t
-smtp_client_line(struct session *s, int64_t deadline)
-{
-	ssize_t n = io_line(&s->client, deadline);
-
-	if (n == 0) {
-		session_done(s, "client closed");
-		return 0;
-	}
-	if (n == -1 && strcmp(s->client.why, "line too long") == 0)
-		(void)smtp_say(s, "500 5.5.2 Line too long");
-	else if (n == -1 && strcmp(s->client.why, "timeout") == 0)
-		(void)smtp_say(s, "421 4.4.2 Timeout, closing connection");
-	else if (n == -1 && io_stop)
-		(void)smtp_say(s, "421 4.3.2 Service shutting down");
-	if (n == -1)
-		return session_fail(s, EXIT_CLIENT, "client: %s",
-		    s->client.why);
-	return n;
-}
-
 /* Before TLS on 587 the client may only learn that STARTTLS exists,
  * start it, wait or leave; nothing reaches the backend.
  * Returns 1 once TLS is up, 0 if the client left, -1 on failure. */
@@ -334,7 +303,7 @@ smtp_before_tls(struct session *s)
 	ssize_t n;
 
 	for (;;) {
-		n = smtp_client_line(s, s->tls_deadline);
+		n = session_client_line(s, s->tls_deadline);
 		if (n <= 0)
 			return (int)n;
 		line = (const char *)s->client.buf + s->client.off;
@@ -352,7 +321,7 @@ smtp_before_tls(struct session *s)
 				break;
 			if (smtp_say(s, "501 5.5.4 Syntax: %s hostname",
 			    verb == SMTP_EHLO ? "EHLO" : "HELO") == -1 ||
-			    smtp_count_error(s) == -1)
+			    session_count_error(s) == -1)
 				return -1;
 			continue;
 		default:
@@ -382,13 +351,13 @@ smtp_before_tls(struct session *s)
 			if (!has_args)
 				return smtp_client_starttls(s) == 0 ? 1 : -1;
 			if (smtp_say(s, "501 5.5.4 No parameters allowed")
-			    == -1 || smtp_count_error(s) == -1)
+			    == -1 || session_count_error(s) == -1)
 				return -1;
 			break;
 		default:
 			if (smtp_say(s, "530 5.7.0 Must issue a STARTTLS "
 			    "command first") == -1 ||
-			    smtp_count_error(s) == -1)
+			    session_count_error(s) == -1)
 				return -1;
 			break;
 		}
@@ -460,7 +429,7 @@ smtp_auth(struct session *s, size_t n)
 			goto out;
 		if (r.code != 334)
 			break;
-		len = smtp_client_line(s, deadline);
+		len = session_client_line(s, deadline);
 		if (len <= 0 || smtp_forward_line(s, len, 1) == -1)
 			goto out;
 	}
@@ -500,7 +469,7 @@ smtp_after_tls(struct session *s)
 	ssize_t n;
 
 	for (;;) {
-		n = smtp_client_line(s, smtp_deadline(s->be->login_timeout));
+		n = session_client_line(s, smtp_deadline(s->be->login_timeout));
 		if (n <= 0)
 			return (int)n;
 		verb = smtp_parse_verb((const char *)s->client.buf +
@@ -537,11 +506,19 @@ smtp_after_tls(struct session *s)
 	    "421 4.4.2 Backend connection lost\r\n");
 }
 
+static const struct session_words smtp_words = {
+	.too_many_errors = "421 4.7.0 Too many errors\r\n",
+	.line_too_long = "500 5.5.2 Line too long\r\n",
+	.timeout = "421 4.4.2 Timeout, closing connection\r\n",
+	.shutdown = "421 4.3.2 Service shutting down\r\n",
+};
+
 int
 smtp_run(struct session *s)
 {
 	int r;
 
+	s->words = &smtp_words;
 	if (s->role == ROLE_SMTPS) {
 		if (session_client_tls(s) == -1)
 			return -1;
