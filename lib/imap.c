@@ -270,15 +270,7 @@ imap_client_starttls(struct session *s, const char *tag)
 {
 	if (imap_say(s, "%s OK Begin TLS negotiation now", tag) == -1)
 		return -1;
-
-	/* Commands pipelined behind STARTTLS came in plaintext and must
-	 * not run inside TLS (RFC 9051 section 6.2.1, CVE-2011-0411). */
-	if (s->client.len > 0)
-		log_msg(LOG_WARNING, "event=discard bytes=%zu "
-		    "what=\"plaintext after STARTTLS\"", s->client.len);
-	io_discard(&s->client);
-
-	return session_client_tls(s);
+	return session_client_starttls(s);
 }
 
 /* Our answer to a command before TLS, already consumed; stopped says

@@ -116,6 +116,19 @@ session_client_tls(struct session *s)
 }
 
 int
+session_client_starttls(struct session *s)
+{
+	/* Commands pipelined behind STARTTLS came in plaintext and must
+	 * not run inside TLS (RFC 3207 section 4.2, RFC 9051 section
+	 * 6.2.1; CVE-2011-0411 and its kin). */
+	if (s->client.len > 0)
+		log_msg(LOG_WARNING, "event=discard bytes=%zu "
+		    "what=\"plaintext after STARTTLS\"", s->client.len);
+	io_discard(&s->client);
+	return session_client_tls(s);
+}
+
+int
 session_backend_connect(struct session *s)
 {
 	int64_t deadline = clock_ms() + (int64_t)s->cfg->connect_timeout *

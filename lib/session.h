@@ -86,6 +86,10 @@ void session_tell(struct session *s, const char *line);
  * reason is recorded (EXIT_CLIENT). */
 int session_client_tls(struct session *s);
 
+/* After our go-ahead to the client's STARTTLS: discard what the client
+ * sent after it in plaintext (logged), then session_client_tls(). */
+int session_client_starttls(struct session *s);
+
 /* Connect the backend leg (s->backend set up, plaintext so far); on
  * failure the reason is recorded (EXIT_TEMP) and -1 returned.  Logs
  * the per-connection warning for a plaintext backend. */

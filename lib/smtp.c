@@ -280,15 +280,7 @@ smtp_client_starttls(struct session *s)
 {
 	if (smtp_say(s, "220 2.0.0 Ready to start TLS") == -1)
 		return -1;
-
-	/* Commands pipelined behind STARTTLS came in plaintext and must
-	 * not run inside TLS (RFC 3207 section 4.2, CVE-2011-0411). */
-	if (s->client.len > 0)
-		log_msg(LOG_WARNING, "event=discard bytes=%zu "
-		    "what=\"plaintext after STARTTLS\"", s->client.len);
-	io_discard(&s->client);
-
-	return session_client_tls(s);
+	return session_client_starttls(s);
 }
 
 /* Before TLS on 587 the client may only learn that STARTTLS exists,
