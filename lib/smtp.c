@@ -283,6 +283,49 @@ smtp_client_starttls(struct session *s)
 	return session_client_starttls(s);
 }
 
+/* A refusal of ours before TLS, counted as an error. */
+static int
+smtp_refuse(struct session *s, const char *reply)
+{
+	if (smtp_say(s, "%s", reply) == -1)
+		return -1;
+	return session_count_error(s);
+}
+
+/* Our answer to one command before TLS.  1 once TLS is up, 0 to go
+ * on, -1 to end (the session says whether normally). */
+static int
+smtp_answer_before_tls(struct session *s, enum smtp_verb verb,
+    int has_args)
+{
+	switch (verb) {
+	case SMTP_EHLO:
+		if (!has_args)
+			return smtp_refuse(s, "501 5.5.4 Syntax: EHLO hostname");
+		return smtp_say(s, "250-%s\r\n250-ENHANCEDSTATUSCODES\r\n"
+		    "250 STARTTLS", s->cfg->hostname);
+	case SMTP_HELO:
+		if (!has_args)
+			return smtp_refuse(s, "501 5.5.4 Syntax: HELO hostname");
+		return smtp_say(s, "250 %s", s->cfg->hostname);
+	case SMTP_NOOP:
+	case SMTP_RSET:
+		return smtp_say(s, "250 2.0.0 OK");
+	case SMTP_QUIT:
+		(void)smtp_say(s, "221 2.0.0 Bye");
+		session_done(s, "client quit before TLS");
+		return -1;
+	case SMTP_STARTTLS:
+		if (has_args)
+			return smtp_refuse(s, "501 5.5.4 No parameters "
+			    "allowed");
+		return smtp_client_starttls(s) == 0 ? 1 : -1;
+	default:
+		return smtp_refuse(s, "530 5.7.0 Must issue a STARTTLS "
+		    "command first");
+	}
+}
+
 /* Before TLS on 587 the client may only learn that STARTTLS exists,
  * start it, wait or leave; nothing reaches the backend.
  * Returns 1 once TLS is up, 0 if the client left, -1 on failure. */
@@ -291,7 +334,7 @@ smtp_before_tls(struct session *s)
 {
 	enum smtp_verb verb;
 	const char *line;
-	int has_args;
+	int has_args, r;
 	ssize_t n;
 
 	for (;;) {
@@ -306,53 +349,11 @@ smtp_before_tls(struct session *s)
 		smtp_trace_client(line, n, verb == SMTP_OTHER);
 		io_consume(&s->client, n);
 
-		switch (verb) {
-		case SMTP_EHLO:
-		case SMTP_HELO:
-			if (has_args)
-				break;
-			if (smtp_say(s, "501 5.5.4 Syntax: %s hostname",
-			    verb == SMTP_EHLO ? "EHLO" : "HELO") == -1 ||
-			    session_count_error(s) == -1)
-				return -1;
-			continue;
-		default:
-			break;
-		}
-
-		switch (verb) {
-		case SMTP_EHLO:
-			if (smtp_say(s, "250-%s\r\n250-ENHANCEDSTATUSCODES"
-			    "\r\n250 STARTTLS", s->cfg->hostname) == -1)
-				return -1;
-			break;
-		case SMTP_HELO:
-			if (smtp_say(s, "250 %s", s->cfg->hostname) == -1)
-				return -1;
-			break;
-		case SMTP_NOOP:
-		case SMTP_RSET:
-			if (smtp_say(s, "250 2.0.0 OK") == -1)
-				return -1;
-			break;
-		case SMTP_QUIT:
-			(void)smtp_say(s, "221 2.0.0 Bye");
-			session_done(s, "client quit before TLS");
-			return 0;
-		case SMTP_STARTTLS:
-			if (!has_args)
-				return smtp_client_starttls(s) == 0 ? 1 : -1;
-			if (smtp_say(s, "501 5.5.4 No parameters allowed")
-			    == -1 || session_count_error(s) == -1)
-				return -1;
-			break;
-		default:
-			if (smtp_say(s, "530 5.7.0 Must issue a STARTTLS "
-			    "command first") == -1 ||
-			    session_count_error(s) == -1)
-				return -1;
-			break;
-		}
+		r = smtp_answer_before_tls(s, verb, has_args);
+		if (r == 1)
+			return 1;
+		if (r == -1)
+			return s->status == EXIT_OK ? 0 : -1;
 	}
 }
 
