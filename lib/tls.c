@@ -54,6 +54,10 @@ static gnutls_priority_t tls_backend_prio;
 /* Shared by every instance, so that a client can resume a session in
  * the next process; empty when no ticket_key is configured. */
 static gnutls_datum_t tls_ticket_key;
+/* Why the backend's certificate failed, for the log: the verification
+ * status, or no subject alternative name. */
+static unsigned tls_verify_status;
+static int tls_san_missing;
 
 /* GnuTLS's ticket master key size. */
 #define TLS_TICKET_KEY_SIZE 64
@@ -539,6 +543,59 @@ tls_backend_name_set(const char *host, char *why, size_t whylen)
 	return 0;
 }
 
+/* Whether the peer's certificate names its server in a subject
+ * alternative name. */
+static int
+tls_peer_has_san(gnutls_session_t s)
+{
+	const gnutls_datum_t *certs;
+	gnutls_x509_crt_t crt;
+	unsigned n = 0, i;
+	char name[256];
+	size_t size;
+	int type, found = 0;
+
+	certs = gnutls_certificate_get_peers(s, &n);
+	if (certs == NULL || n == 0 || gnutls_x509_crt_init(&crt) < 0)
+		return 0;
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0)
+		for (i = 0; !found; i++) {
+			size = sizeof(name);
+			type = gnutls_x509_crt_get_subject_alt_name(crt, i,
+			    name, &size, NULL);
+			if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+				break;
+			found = type == GNUTLS_SAN_DNSNAME ||
+			    type == GNUTLS_SAN_IPADDRESS;
+		}
+	gnutls_x509_crt_deinit(crt);
+	return found;
+}
+
+/*
+ * The backend's certificate, checked in the handshake so that a failure
+ * ends it before it completes: chain, name or address and key purpose
+ * (tls_backend_vdata), the priority's verification profile, and a
+ * subject alternative name, since GnuTLS alone would accept a name
+ * found only in the common name.
+ */
+static int
+tls_verify_backend(gnutls_session_t s)
+{
+	unsigned st = 0;
+
+	if (gnutls_certificate_verify_peers(s, tls_backend_vdata, 2, &st) < 0)
+		st = GNUTLS_CERT_INVALID;
+	if (st != 0) {
+		tls_verify_status = st;
+		return -1;
+	}
+	if (!tls_peer_has_san(s)) {
+		tls_san_missing = 1;
+		return -1;
+	}
+	return 0;
+}
 /*
  * An IP literal is matched against the certificate's IP SANs only, as
  * raw bytes, so that it can never match a DNS name or the subject CN.
@@ -597,7 +654,7 @@ tls_backend_session(gnutls_session_t *s, const char *host, int fd,
 	vd[1].type = GNUTLS_DT_KEY_PURPOSE_OID;
 	vd[1].data = (unsigned char *)GNUTLS_KP_TLS_WWW_SERVER;
 	vd[1].size = 0;
-	gnutls_session_set_verify_cert2(*s, vd, 2, 0);
+	gnutls_session_set_verify_function(*s, tls_verify_backend);
 	return 0;
 }
 
@@ -656,9 +713,8 @@ tls_status_reason(gnutls_session_t s, unsigned st)
 }
 
 static void
-tls_verify_why(gnutls_session_t s, char *why, size_t whylen)
+tls_verify_why(gnutls_session_t s, unsigned st, char *why, size_t whylen)
 {
-	unsigned st = gnutls_session_get_verify_cert_status(s);
 	const char *reason = tls_status_reason(s, st);
 	gnutls_datum_t txt = { NULL, 0 };
 	size_t len;
@@ -682,8 +738,13 @@ tls_handshake_why(gnutls_session_t s, int r, char *why, size_t whylen)
 {
 	const char *name;
 
-	if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
-		tls_verify_why(s, why, whylen);
+	if (r == GNUTLS_E_CERTIFICATE_ERROR && tls_verify_status != 0) {
+		tls_verify_why(s, tls_verify_status, why, whylen);
+		return;
+	}
+	if (r == GNUTLS_E_CERTIFICATE_ERROR && tls_san_missing) {
+		snprintf(why, whylen, "certificate has no subject alternative "
+		    "name");
 		return;
 	}
 	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {

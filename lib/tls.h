@@ -43,7 +43,10 @@ int tls_server_session(gnutls_session_t *s, int rfd, int wfd,
 /* New session toward the backend (client role) on fd.  The certificate
  * is verified during the handshake against host: the DNS name (a
  * trailing dot is ignored) or, for an IP literal, the IP SAN; server key
- * purpose required.  SNI carries host unless it is an IP literal. */
+ * purpose required, and a subject alternative name: a certificate that
+ * names its server only in its common name fails (RFC 6125), although
+ * GnuTLS alone would accept it.  SNI carries host unless it is an IP
+ * literal. */
 int tls_backend_session(gnutls_session_t *s, const char *host, int fd,
     char *why, size_t whylen);
 
