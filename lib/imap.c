@@ -521,18 +521,25 @@ imap_greet(struct session *s, const char *caps, int add_starttls)
 	    add_starttls ? "STARTTLS" : "", s->cfg->hostname);
 }
 
-/* No backend line in the login phase.  At the end of its stream the
- * backend had its say (a BYE, relayed already), so the client's side
- * ends too; otherwise the failure is recorded. */
+/* Whether the backend's last response line was an untagged BYE. */
+static int imap_said_bye;
+
+/* No backend line in the login phase, while a command waits for its
+ * answer.  A backend that said BYE (relayed already) has had its say
+ * and the client's side ends too; one that just closed left the
+ * command unanswered, a failure the client is told of. */
 static int
 imap_backend_gone(struct session *s, ssize_t n)
 {
-	if (n == 0) {
+	if (n == 0 && imap_said_bye) {
 		io_shut_write(&s->client);
 		session_done(s, "backend closed");
 		return -1;
 	}
-	return imap_unavailable(s, "Backend connection failed");
+	if (n == 0)
+		session_fail(s, EXIT_TEMP, "backend closed before answering");
+	return imap_unavailable(s, n == 0 ? "Backend connection lost" :
+	    "Backend connection failed");
 }
 
 /* Pass one backend response to the client: its first line with the
@@ -611,6 +618,7 @@ imap_relay_responses(struct session *s, const struct imap_cmd *c,
 			return imap_relay_continuation(s, n,
 			    c->verb == IMAP_AUTHENTICATE) == -1 ? -1 : 1;
 		*st = imap_tagged_status(p, n, c->tag);
+		imap_said_bye = imap_tagged_status(p, n, "*") == IMAP_ST_BYE;
 		if (p[0] == '+' ||
 		    (*st == IMAP_ST_NONE && !imap_is_untagged(p, n))) {
 			session_fail(s, EXIT_TEMP, "backend: unexpected %s",

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "io.h"
+#include "tls.h"
 
 /* Larger writes are cut into records of this size, the TLS maximum. */
 #define IO_RECORD	16384
@@ -28,6 +29,7 @@ io_init(struct io *io, int rfd, int wfd, const char *name)
 	io->nin = io->nout = 0;
 	io->send_pending = 0;
 	io->eof = io->wshut = 0;
+	io->last_out = '\n';
 	io->whybuf[0] = '\0';
 	io->rfd = rfd;
 	io->wfd = wfd;
@@ -137,7 +139,9 @@ io_read_once(struct io *io)
 		do {
 			n = gnutls_record_recv(io->tls, p, room);
 		} while (n == GNUTLS_E_INTERRUPTED);
-		if (n == GNUTLS_E_AGAIN)
+		if (n == GNUTLS_E_AGAIN && tls_peer_ended(io->tls))
+			n = 0;
+		else if (n == GNUTLS_E_AGAIN)
 			return -2;
 		/* A peer that closes without close_notify is common among
 		 * mail clients; the protocols delimit their own data. */
@@ -263,6 +267,8 @@ io_write_now(struct io *io, const void *data, size_t len)
 			return io_fail_errno(io, errno);
 	}
 	io->nout += n;
+	if (n > 0)
+		io->last_out = ((const unsigned char *)data)[n - 1];
 	return n;
 }
 

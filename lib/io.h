@@ -37,6 +37,7 @@ struct io {
 	size_t send_pending;		/* TLS record retry size, or 0 */
 	int eof;			/* the peer ended its sending side */
 	int wshut;			/* we ended our sending side */
+	unsigned char last_out;		/* last byte written, '\n' at first */
 	const char *why;		/* reason of the last failure */
 	char whybuf[160];
 };

@@ -115,19 +115,34 @@ relay_poll(struct session *s, struct relay_dir *dirs, int64_t deadline)
 /* The backend has said all it will: pass on its end.  If it had not
  * answered what it was last sent, the client is told in its protocol's
  * words (lost), so that a message cut off mid-DATA is not taken for
- * delivered, and the session counts as failed. */
+ * delivered, and the session counts as failed.  An answer cut off in
+ * the middle of a line fails the session too, though nothing can be
+ * added to it. */
 static int
 relay_backend_done(struct session *s, int unanswered, const char *lost)
 {
-	if (unanswered && lost != NULL)
-		(void)io_write(&s->client, lost, strlen(lost),
-		    clock_ms() + 1000);
+	int cut = s->client.last_out != '\n';
+
+	if (unanswered && !cut && lost != NULL)
+		session_tell(s, lost);
 	io_shut_write(&s->client);
-	if (unanswered)
+	if (unanswered || cut)
 		return session_fail(s, EXIT_TEMP, "backend closed before "
 		    "answering");
 	session_done(s, "backend closed");
 	return 0;
+}
+
+/* SIGTERM in the relay: if both sides are between a command and its
+ * answer's end, the client can be told in its protocol's words; in the
+ * middle of a message or a literal it could not tell them from data. */
+static int
+relay_stopped(struct session *s, int unanswered)
+{
+	if (!unanswered && s->client.last_out == '\n' &&
+	    s->client.len == 0 && s->backend.len == 0)
+		session_tell(s, s->words->shutdown);
+	return session_fail(s, EXIT_TEMP, "terminated");
 }
 
 /* The client ended and the backend went quiet: end both. */
@@ -183,6 +198,8 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 			continue;
 
 		r = relay_poll(s, dirs, deadline);
+		if (r == -1 && io_stop)
+			return relay_stopped(s, s->backend.nout > answered);
 		if (r == -1)
 			return -1;
 		if (r == 1 && client_done)

@@ -451,6 +451,17 @@ smtp_simple(struct session *s, size_t n)
 	return smtp_send_reply(s, &r);
 }
 
+/* The dialogue after TLS failed.  If the backend (or SIGTERM) was the
+ * cause, the client still waits for a reply: give it one. */
+static int
+smtp_dialogue_failed(struct session *s)
+{
+	if (s->status == EXIT_TEMP)
+		session_tell(s, io_stop ? s->words->shutdown :
+		    "421 4.4.2 Backend connection lost\r\n");
+	return -1;
+}
+
 /* After TLS (or with plaintext clients allowed): the client's EHLO and
  * AUTH go to the backend one at a time, and the first other command
  * starts the opaque relay.  Returns 0 or -1 like smtp_run(). */
@@ -490,7 +501,7 @@ smtp_after_tls(struct session *s)
 			break;
 		}
 		if (r == -1)
-			return -1;
+			return smtp_dialogue_failed(s);
 	}
 
 	if (s->login == LOGIN_NONE)

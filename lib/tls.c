@@ -437,10 +437,50 @@ tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
 	return n;
 }
 
+/* Descriptors whose peer ended its side: one process has two legs. */
+static int tls_ended[4];
+static int tls_nended;
+
+static void
+tls_mark_ended(int fd)
+{
+	int i;
+
+	for (i = 0; i < tls_nended; i++)
+		if (tls_ended[i] == fd)
+			return;
+	if (tls_nended < (int)(sizeof(tls_ended) / sizeof(tls_ended[0])))
+		tls_ended[tls_nended++] = fd;
+}
+
 static ssize_t
 tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
-	return read((int)(intptr_t)p, buf, len);
+	int fd = (int)(intptr_t)p;
+	ssize_t n = read(fd, buf, len);
+
+	/* A peer that ends its side without close_notify (a plain
+	 * half-close) would make GnuTLS invalidate the session, and then
+	 * refuse to send the replies still owed to it.  Report "nothing
+	 * yet" instead and remember the end for tls_peer_ended(). */
+	if (n == 0) {
+		tls_mark_ended(fd);
+		errno = EAGAIN;
+		return -1;
+	}
+	return n;
+}
+
+int
+tls_peer_ended(gnutls_session_t s)
+{
+	int rfd, wfd, i;
+
+	gnutls_transport_get_int2(s, &rfd, &wfd);
+	for (i = 0; i < tls_nended; i++)
+		if (tls_ended[i] == rfd)
+			return 1;
+	return 0;
 }
 
 static int
@@ -793,6 +833,11 @@ tls_wait(gnutls_session_t s, int64_t deadline, char *why, size_t whylen)
 	}
 
 	for (;;) {
+		if (tls_peer_ended(s)) {
+			snprintf(why, whylen, "TLS handshake: connection "
+			    "closed");
+			return -1;
+		}
 		left = clock_left(deadline);
 		if (left == 0)
 			break;

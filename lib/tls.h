@@ -57,6 +57,11 @@ int tls_backend_session(gnutls_session_t *s, const char *host, int fd,
 int tls_handshake(gnutls_session_t s, int64_t deadline, char *why,
     size_t whylen);
 
+/* Whether the peer of s has ended its sending side (the transport read
+ * end of stream).  GnuTLS then reports GNUTLS_E_AGAIN and the session
+ * stays usable for sending. */
+int tls_peer_ended(gnutls_session_t s);
+
 /* "TLS1.3/AES-256-GCM" into buf, with "/resumed" appended for a
  * resumed session. */
 void tls_describe(gnutls_session_t s, char *buf, size_t len);
