@@ -340,10 +340,6 @@ CASES = [
      MISMATCH),
 ]
 
-# Cases where the gateway does not do what it must yet: (proto, mode,
-# case name) -> why.  Their assertions stay and are marked TODO.
-TODO = {}
-
 RUNS = [("smtp", "tls"), ("smtp", "starttls"), ("imap", "tls"),
         ("imap", "starttls")]
 
@@ -351,19 +347,9 @@ backend4 = Backend(socket.AF_INET, "127.0.0.1")
 backend6 = Backend(socket.AF_INET6, "::1")
 
 
-def ok(cond, name, todo=None):
-    if todo is None:
-        return t.ok(cond, name)
-    t.count += 1
-    t._out("%s %d - %s # TODO %s" % ("ok" if cond else "not ok", t.count,
-                                     name, todo))
-    return cond
-
-
 def run_case(proto, mode, g, case):
     name, chain, key, host, reason = case
     label = "%s %s, %s" % (proto, mode, name)
-    todo = TODO.get((proto, mode, name))
     backend = backend6 if ":" in host else backend4
     backend.case = {"proto": proto, "mode": mode, "chain": chain,
                     "key": key}
@@ -386,33 +372,31 @@ def run_case(proto, mode, g, case):
            ("imap", "tls"): b""}.get((proto, mode))
 
     if reason is None:
-        good = ok(worked, label + ": the client's session works", todo)
-        good &= ok(s.get("verify") == "ok" and s.get("status") == "0",
-                   label + ": verify=ok status=0", todo)
-        good &= ok(CLIENT_MARK in (rec.get("tls") or b""),
-                   label + ": the client's words reach the backend", todo)
+        good = t.ok(worked, label + ": the client's session works")
+        good &= t.ok(s.get("verify") == "ok" and s.get("status") == "0",
+                   label + ": verify=ok status=0")
+        good &= t.ok(CLIENT_MARK in (rec.get("tls") or b""),
+                   label + ": the client's words reach the backend")
         sni = None if ":" in host or host[0].isdigit() else host.rstrip(".")
-        good &= ok(rec.get("sni") == sni,
-                   label + ": SNI is %s" % (sni or "absent"), todo)
+        good &= t.ok(rec.get("sni") == sni,
+                   label + ": SNI is %s" % (sni or "absent"))
     else:
         refused = smtp_refused(got) if proto == "smtp" else \
             imap_refused(got)
-        good = ok(refused, label + ": the client gets " +
+        good = t.ok(refused, label + ": the client gets " +
                   ("one 421 reply" if proto == "smtp" else
-                   "* BYE [UNAVAILABLE]"), todo)
-        good &= ok(s.get("verify") == "failed", label + ": verify=failed",
-                   todo)
-        good &= ok(s.get("status") == "111", label + ": status=111", todo)
-        good &= ok(reason in s.get("reason", ""),
-                   label + ": reason says " + reason, todo)
+                   "* BYE [UNAVAILABLE]"))
+        good &= t.ok(s.get("verify") == "failed", label + ": verify=failed")
+        good &= t.ok(s.get("status") == "111", label + ": status=111")
+        good &= t.ok(reason in s.get("reason", ""),
+                   label + ": reason says " + reason)
         plain = rec.get("plain")
-        good &= ok(rec and not rec.get("handshake") and
+        good &= t.ok(rec and not rec.get("handshake") and
                    rec.get("tls") is None and
                    (plain == own if own is not None else
                     plain.endswith(b" STARTTLS\r\n") and
                     plain.count(b"\n") == 1),
-                   label + ": the backend got nothing after the handshake",
-                   todo)
+                   label + ": the backend got nothing after the handshake")
     if not good:
         t.diag(detail)
     else:
