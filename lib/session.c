@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "exitcode.h"
@@ -97,6 +98,13 @@ session_close(struct session *s)
 		else
 			tls_close(legs[i]->tls);
 		legs[i]->tls = NULL;
+	}
+
+	/* The backend socket is ours; the client's descriptors belong to
+	 * whoever started us. */
+	if (s->backend.rfd >= 0) {
+		close(s->backend.rfd);
+		s->backend.rfd = s->backend.wfd = -1;
 	}
 }
 
