@@ -16,6 +16,7 @@
 struct relay_dir {
 	struct io *src;
 	struct io *dst;
+	int whole_lines;	/* hold back an unfinished last line */
 	int src_status;		/* exit status if src fails */
 	int dst_status;		/* exit status if dst fails */
 };
@@ -25,14 +26,35 @@ struct relay_dir {
  * stalls src (backpressure) and each direction holds one buffer.
  * Returns the bytes moved or read, -1 with the failure recorded, or -2
  * when the client has gone (the session is over, normally). */
+/*
+ * How much of src's buffer may go to dst now.  Toward the client the
+ * last line waits for its end: a backend that dies in the middle of
+ * "250 2.0.0 Ok: queued" must not leave the client a line that reads
+ * as success.  A buffer that cannot take another record goes out as it
+ * is (long binary literals have no line ends).
+ */
+static size_t
+relay_sendable(const struct relay_dir *d)
+{
+	const struct io *src = d->src;
+	size_t n = src->len;
+
+	if (!d->whole_lines || sizeof(src->buf) - src->len < RELAY_ROOM)
+		return n;
+	while (n > 0 && src->buf[src->off + n - 1] != '\n')
+		n--;
+	return n;
+}
+
 static ssize_t
 relay_step(struct session *s, struct relay_dir *d)
 {
 	struct io *src = d->src, *dst = d->dst;
 	ssize_t n, moved = 0;
+	size_t k;
 
-	while (src->len > 0) {
-		n = io_write_now(dst, src->buf + src->off, src->len);
+	while ((k = relay_sendable(d)) > 0) {
+		n = io_write_now(dst, src->buf + src->off, k);
 
 		/* A client that closed without waiting for the last reply
 		 * (imaplib after BYE, for one) cannot take it: not a
@@ -69,12 +91,13 @@ relay_step(struct session *s, struct relay_dir *d)
 static int
 relay_want(const struct relay_dir *d, struct pollfd *p)
 {
-	if (d->src->len > 0) {
+	if (relay_sendable(d) > 0) {
 		p->fd = d->dst->wfd;
 		p->events = POLLOUT;
 		return 1;
 	}
-	if (!d->src->eof) {
+	if (!d->src->eof &&
+	    sizeof(d->src->buf) - d->src->len >= RELAY_ROOM) {
 		p->fd = d->src->rfd;
 		p->events = POLLIN;
 		return 1;
@@ -123,6 +146,11 @@ relay_backend_done(struct session *s, int unanswered, const char *lost)
 {
 	int cut = s->client.last_out != '\n';
 
+	/* A last line the backend never finished is dropped, unread. */
+	if (s->backend.len > 0) {
+		io_discard(&s->backend);
+		unanswered = 1;
+	}
 	if (unanswered && !cut && lost != NULL)
 		session_tell(s, lost);
 	io_shut_write(&s->client);
@@ -133,16 +161,16 @@ relay_backend_done(struct session *s, int unanswered, const char *lost)
 	return 0;
 }
 
-/* SIGTERM in the relay: if both sides are between a command and its
- * answer's end, the client can be told in its protocol's words; in the
- * middle of a message or a literal it could not tell them from data. */
-static int
-relay_stopped(struct session *s, int unanswered)
+/* The relay ends on our side (SIGTERM, idle timeout): if both sides
+ * are between a command and its answer's end, the client is told in its
+ * protocol's words (line); in the middle of a message or a literal it
+ * could not tell them from data. */
+static void
+relay_goodbye(struct session *s, int unanswered, const char *line)
 {
 	if (!unanswered && s->client.last_out == '\n' &&
 	    s->client.len == 0 && s->backend.len == 0)
-		session_tell(s, s->words->shutdown);
-	return session_fail(s, EXIT_TEMP, "terminated");
+		session_tell(s, line);
 }
 
 /* The client ended and the backend went quiet: end both. */
@@ -159,8 +187,8 @@ int
 relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 {
 	struct relay_dir dirs[2] = {
-		{ &s->client, &s->backend, EXIT_CLIENT, EXIT_TEMP },
-		{ &s->backend, &s->client, EXIT_TEMP, EXIT_CLIENT },
+		{ &s->client, &s->backend, 0, EXIT_CLIENT, EXIT_TEMP },
+		{ &s->backend, &s->client, 1, EXIT_TEMP, EXIT_CLIENT },
 	};
 	int64_t idle = (int64_t)idle_timeout * 1000;
 	int64_t deadline = clock_ms() + idle;
@@ -185,7 +213,7 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 		 * chance to answer. */
 		if (down > 0)
 			answered = s->backend.nout;
-		if (s->backend.eof && s->backend.len == 0)
+		if (s->backend.eof && relay_sendable(&dirs[1]) == 0)
 			return relay_backend_done(s,
 			    s->backend.nout > answered, lost);
 
@@ -199,12 +227,16 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 
 		r = relay_poll(s, dirs, deadline);
 		if (r == -1 && io_stop)
-			return relay_stopped(s, s->backend.nout > answered);
+			relay_goodbye(s, s->backend.nout > answered,
+			    s->words->shutdown);
 		if (r == -1)
-			return -1;
+			return session_fail(s, EXIT_TEMP, "terminated");
 		if (r == 1 && client_done)
 			return relay_client_done(s);
-		if (r == 1)
+		if (r == 1) {
+			relay_goodbye(s, s->backend.nout > answered,
+			    s->words->timeout);
 			return session_fail(s, EXIT_CLIENT, "idle timeout");
+		}
 	}
 }

@@ -14,10 +14,11 @@
 #include "relay.h"
 #include "smtp.h"
 
-/* A reply longer than this is refused; EHLO replies are a few hundred
- * bytes, and RFC 5321 limits a reply line to 512. */
-#define SMTP_REPLY_MAX	8192
-#define SMTP_REPLY_LINES 100
+/* A reply longer than this is refused (and documented in the man
+ * pages): EHLO replies are a few hundred bytes, RFC 5321 limits a reply
+ * line to 512, and a reply is read whole before it is passed on. */
+#define SMTP_REPLY_MAX	32768
+#define SMTP_REPLY_LINES 500
 
 struct smtp_reply {
 	int code;
@@ -149,11 +150,14 @@ smtp_read_reply(struct session *s, struct smtp_reply *r, int64_t deadline)
 			return session_fail(s, EXIT_TEMP, "backend: %s",
 			    n == 0 ? "closed" : b->why);
 		p = (char *)b->buf + b->off;
-		if (!smtp_reply_line_ok(p, n, r->code) ||
-		    r->len + n > sizeof(r->text) ||
-		    ++lines > SMTP_REPLY_LINES)
+		if (!smtp_reply_line_ok(p, n, r->code))
 			return session_fail(s, EXIT_TEMP,
 			    "backend: malformed reply");
+		if (r->len + n > sizeof(r->text) ||
+		    ++lines > SMTP_REPLY_LINES)
+			return session_fail(s, EXIT_TEMP,
+			    "backend: reply longer than %d lines or %d "
+			    "bytes", SMTP_REPLY_LINES, SMTP_REPLY_MAX);
 		r->code = (p[0] - '0') * 100 + (p[1] - '0') * 10 +
 		    (p[2] - '0');
 		memcpy(r->text + r->len, p, n);
@@ -473,7 +477,10 @@ smtp_after_tls(struct session *s)
 	ssize_t n;
 
 	for (;;) {
-		n = session_client_line(s, smtp_deadline(s->be->login_timeout));
+		/* After a successful AUTH the client is logged in: it may
+		 * wait as long as any idle client. */
+		n = session_client_line(s, smtp_deadline(s->login == LOGIN_OK ?
+		    s->be->idle_timeout : s->be->login_timeout));
 		if (n <= 0)
 			return (int)n;
 		verb = smtp_parse_verb((const char *)s->client.buf +

@@ -33,8 +33,9 @@ SMTP_REPLIES = {
 
 
 def smtp_backend(answer_dot):
-    """A plaintext SMTP server that takes a message and then either
-    queues it and says goodbye, or closes without a word."""
+    """A plaintext SMTP server that takes a message and then queues it
+    and says goodbye ("yes"), closes without a word ("no"), or closes
+    in the middle of its reply ("partial")."""
     def handler(peer, sock):
         sock.sendall(b"220 fake.example ESMTP\r\n")
         while True:
@@ -50,7 +51,9 @@ def smtp_backend(answer_dot):
             while not peer.received.endswith(b"\r\n.\r\n"):
                 if not peer.recv_line(sock):
                     return
-            if not answer_dot:
+            if answer_dot == "partial":
+                sock.sendall(b"250 2.0.0 que")
+            if answer_dot != "yes":
                 return
             sock.sendall(b"250 2.0.0 queued\r\n")
     return handler
@@ -88,7 +91,7 @@ def smtp_case(answer_dot):
     return seen, summary
 
 
-seen, summary = smtp_case(answer_dot=False)
+seen, summary = smtp_case(answer_dot="no")
 t.ok(b"421 4.4.2 Backend connection lost\r\n" in seen,
      "SMTP: a message cut off after its dot gets 421")
 t.ok(b"250 2.0.0 queued" not in seen, "SMTP: no success invented")
@@ -96,7 +99,14 @@ t.is_(summary.get("status"), "111", "SMTP: summary status 111")
 t.is_(summary.get("reason"), "backend closed before answering",
       "SMTP: summary reason")
 
-seen, summary = smtp_case(answer_dot=True)
+seen, summary = smtp_case(answer_dot="partial")
+t.ok(b"250 2.0.0 que" not in seen,
+     "SMTP: an unfinished success line never reaches the client")
+t.ok(b"421 4.4.2 Backend connection lost\r\n" in seen,
+     "SMTP: an unfinished reply gets 421")
+t.is_(summary.get("status"), "111", "SMTP: unfinished reply, status 111")
+
+seen, summary = smtp_case(answer_dot="yes")
 t.ok(b"250 2.0.0 queued" in seen and b"221 2.0.0 bye" in seen,
      "SMTP: an answered message and QUIT pass")
 t.ok(b"421" not in seen, "SMTP: no 421 after a clean end")
