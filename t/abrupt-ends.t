@@ -19,20 +19,20 @@ socket as stdin and stdout, as inetd does, so that its PID and exit
 status are at hand; backends are scripted.
 """
 
-import itertools
 import os
 import re
 import signal
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
+import direct  # noqa: E402
+from direct import smtp_reply, tagged, until_closed  # noqa: E402
 import gateway as gw  # noqa: E402
 import mailstack as ms  # noqa: E402
 
@@ -43,58 +43,13 @@ ctx = ms.client_context(certdir)
 backend_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 backend_ctx.load_cert_chain(os.path.join(certdir, "backend.pem"),
                             os.path.join(certdir, "backend-key.pem"))
-SERIAL = itertools.count(1)
 SMTP_PROGS = ("mailgate-smtp-starttls", "mailgate-smtps")
 IMAP_PROGS = ("mailgate-imap-starttls", "mailgate-imaps")
 
 # ------------------------------------------------------------ processes
 
-class Run:
-    """One gateway process serving one accepted TCP connection on its
-    stdin and stdout; the client end is self.sock."""
-
-    def __init__(self, prog, settings):
-        self.prog = prog
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        self.sock = socket.create_connection(listener.getsockname(),
-                                             timeout=10)
-        conn, _ = listener.accept()
-        listener.close()
-        self.log_path = os.path.join(base, "%s-%d.log"
-                                     % (prog, next(SERIAL)))
-        argv = gw.Gateway(prog, base, settings).argv()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdin=conn.fileno(),
-                                         stdout=conn.fileno(), stderr=log)
-        conn.close()
-        self.rc = None
-        ms._register(self)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-        ms._unregister(self)
-
-    def finish(self, timeout=15):
-        """Wait for the process to end; its exit status (None if it had
-        to be killed)."""
-        try:
-            self.rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.rc = None
-        self.stop()
-        return self.rc
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def summaries(self):
-        return [gw.parse_fields(line) for line in self.log().splitlines()
-                if "event=end " in line]
+def Run(prog, settings):
+    return direct.Run(prog, settings, base)
 
 
 def smtp_settings(port, security="tls", **more):
@@ -107,100 +62,10 @@ def imap_settings(port, security="tls", **more):
     return gw.imap_settings(certdir, "localhost", port, security, **more)
 
 
-# -------------------------------------------------------------- reading
-
-def smtp_reply(sock, timeout=10):
-    """One whole SMTP reply; b"" if the peer closed first."""
-    data = b""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if data.endswith(b"\n") and \
-                data[:-1].rsplit(b"\n", 1)[-1][3:4] != b"-":
-            return data
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            chunk = b""
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def tagged(sock, tag, timeout=10):
-    """IMAP responses up to the one tagged tag (or the end)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        if time.monotonic() > end:
-            break
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def until_closed(sock, timeout=10):
-    """Everything until the peer closes (bounded)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def quiet(sock, wait=0.4):
-    """Whatever arrives within wait seconds."""
-    data = b""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (socket.timeout, ssl.SSLError):
-            break
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def one_summary(run, name):
     found = run.summaries()
     t.is_(len(found), 1, name + ": exactly one summary line")
     return found[0] if found else {}
-
-
-def until_closed_count(sock, marker, count, timeout=10):
-    """Read until marker was seen count times (or the end)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while data.count(marker) < count and time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 # ----------------------------------------------------- scripted backends
