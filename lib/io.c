@@ -138,7 +138,8 @@ io_read_once(struct io *io)
 	if (io->tls != NULL) {
 		do {
 			n = gnutls_record_recv(io->tls, p, room);
-		} while (n == GNUTLS_E_INTERRUPTED);
+		} while (n == GNUTLS_E_INTERRUPTED ||
+		    (n == GNUTLS_E_AGAIN && tls_buffered(io->tls)));
 		if (n == GNUTLS_E_AGAIN && tls_peer_ended(io->tls))
 			n = 0;
 		else if (n == GNUTLS_E_AGAIN)
@@ -225,14 +226,6 @@ void
 io_discard(struct io *io)
 {
 	io_consume(io, io->len);
-}
-
-int
-io_has_pending(const struct io *io)
-{
-	if (io->len > 0)
-		return 1;
-	return io->tls != NULL && gnutls_record_check_pending(io->tls) > 0;
 }
 
 ssize_t

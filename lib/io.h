@@ -68,9 +68,6 @@ void io_consume(struct io *io, size_t n);
 /* Drop everything buffered, wiping it. */
 void io_discard(struct io *io);
 
-/* Bytes buffered, including what GnuTLS holds decrypted. */
-int io_has_pending(const struct io *io);
-
 /* Write all of data before deadline, or -1. */
 int io_write(struct io *io, const void *data, size_t len,
     int64_t deadline);

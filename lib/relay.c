@@ -19,7 +19,14 @@ struct relay_dir {
 	int whole_lines;	/* hold back an unfinished last line */
 	int src_status;		/* exit status if src fails */
 	int dst_status;		/* exit status if dst fails */
+	int drained;		/* src had nothing at the last read */
 };
+
+/* While data flows one way, the other side is read again only after
+ * this many rounds without a poll(2); until then its last read found
+ * nothing, and trying again each round would cost a system call per
+ * record relayed. */
+#define RELAY_RECHECK	16
 
 /* Move what src has buffered to dst, then read more from src while its
  * buffer has room.  A full buffer is not read into, so a stalled dst
@@ -74,13 +81,16 @@ relay_step(struct session *s, struct relay_dir *d)
 
 	/* Take what is there while a whole record still fits: fewer
 	 * wake-ups per megabyte, which is where a relay's time goes. */
-	while (!src->eof && sizeof(src->buf) - src->len >= RELAY_ROOM) {
+	while (!src->eof && !d->drained &&
+	    sizeof(src->buf) - src->len >= RELAY_ROOM) {
 		n = io_fill_now(src);
 		if (n == -1)
 			return session_fail(s, d->src_status, "%s: %s",
 			    src->name, src->why);
-		if (n == -2)
+		if (n == -2) {
+			d->drained = 1;
 			break;
+		}
 		moved += n;
 	}
 	return moved;
@@ -187,9 +197,10 @@ int
 relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 {
 	struct relay_dir dirs[2] = {
-		{ &s->client, &s->backend, 0, EXIT_CLIENT, EXIT_TEMP },
-		{ &s->backend, &s->client, 1, EXIT_TEMP, EXIT_CLIENT },
+		{ &s->client, &s->backend, 0, EXIT_CLIENT, EXIT_TEMP, 0 },
+		{ &s->backend, &s->client, 1, EXIT_TEMP, EXIT_CLIENT, 0 },
 	};
+	unsigned rounds = 0;
 	int64_t idle = (int64_t)idle_timeout * 1000;
 	int64_t deadline = clock_ms() + idle;
 	uint64_t answered = s->backend.nout;
@@ -222,6 +233,9 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 			deadline = clock_ms() + idle;
 		if (client_done && deadline > clock_ms() + RELAY_LINGER_MS)
 			deadline = clock_ms() + RELAY_LINGER_MS;
+		if ((up > 0 || down > 0) && ++rounds % RELAY_RECHECK != 0)
+			continue;
+		dirs[0].drained = dirs[1].drained = 0;
 		if (up > 0 || down > 0)
 			continue;
 

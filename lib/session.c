@@ -94,7 +94,7 @@ session_close(struct session *s)
 		if (legs[i]->tls == NULL)
 			continue;
 		if (legs[i]->wshut)
-			gnutls_deinit(legs[i]->tls);
+			tls_free(legs[i]->tls);
 		else
 			tls_close(legs[i]->tls);
 		legs[i]->tls = NULL;

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -420,81 +421,123 @@ tls_backend_load(const struct cfg *c, char *why, size_t whylen)
  * recv(2), which fail on the pipes a shell gives us.  Writes try
  * sendmsg(2) first so that a peer's reset on a socket yields EPIPE
  * rather than SIGPIPE; errno passes EAGAIN and EINTR back to GnuTLS.
+ *
+ * Reads go through a buffer.  GnuTLS asks for a record's five-byte
+ * header and then for its body, one read(2) each, and some servers
+ * (Dovecot among them) send records of a few kilobytes: a bulk FETCH
+ * would cost a system call per two kilobytes.  One read takes whatever
+ * the socket holds instead, up to TLS_READAHEAD bytes.  Nothing is
+ * left in the buffer when GnuTLS reports GNUTLS_E_AGAIN, so waiting in
+ * poll(2) after that is still right.
  */
+#define TLS_READAHEAD	65536
+
+struct tls_transport {
+	int rfd, wfd;
+	int ended;		/* read(2) returned end of stream */
+	size_t off, len;	/* unread bytes: buf[off..off+len) */
+	unsigned char buf[TLS_READAHEAD];
+};
+
 static ssize_t
 tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
 {
-	int fd = (int)(intptr_t)p;
+	const struct tls_transport *t = p;
 	struct msghdr m;
 	ssize_t n;
 
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = (struct iovec *)(uintptr_t)iov;
 	m.msg_iovlen = (size_t)iovcnt;
-	n = sendmsg(fd, &m, MSG_NOSIGNAL);
+	n = sendmsg(t->wfd, &m, MSG_NOSIGNAL);
 	if (n == -1 && errno == ENOTSOCK)
-		n = writev(fd, (const struct iovec *)iov, iovcnt);
+		n = writev(t->wfd, (const struct iovec *)iov, iovcnt);
 	return n;
-}
-
-/* Descriptors whose peer ended its side: one process has two legs. */
-static int tls_ended[4];
-static int tls_nended;
-
-static void
-tls_mark_ended(int fd)
-{
-	int i;
-
-	for (i = 0; i < tls_nended; i++)
-		if (tls_ended[i] == fd)
-			return;
-	if (tls_nended < (int)(sizeof(tls_ended) / sizeof(tls_ended[0])))
-		tls_ended[tls_nended++] = fd;
 }
 
 static ssize_t
 tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
-	int fd = (int)(intptr_t)p;
-	ssize_t n = read(fd, buf, len);
+	struct tls_transport *t = p;
+	ssize_t n;
 
-	/* A peer that ends its side without close_notify (a plain
-	 * half-close) would make GnuTLS invalidate the session, and then
-	 * refuse to send the replies still owed to it.  Report "nothing
-	 * yet" instead and remember the end for tls_peer_ended(). */
-	if (n == 0) {
-		tls_mark_ended(fd);
-		errno = EAGAIN;
-		return -1;
+	if (t->len == 0) {
+		/* A peer that ends its side without close_notify (a plain
+		 * half-close) would make GnuTLS invalidate the session,
+		 * and then refuse to send the replies still owed to it.
+		 * Report "nothing yet" instead and remember the end for
+		 * tls_peer_ended(). */
+		if (t->ended) {
+			errno = EAGAIN;
+			return -1;
+		}
+		n = read(t->rfd, t->buf, sizeof(t->buf));
+		if (n == 0) {
+			t->ended = 1;
+			errno = EAGAIN;
+			return -1;
+		}
+		if (n == -1)
+			return -1;
+		t->off = 0;
+		t->len = (size_t)n;
 	}
-	return n;
+	if (len > t->len)
+		len = t->len;
+	memcpy(buf, t->buf + t->off, len);
+	t->off += len;
+	t->len -= len;
+	return (ssize_t)len;
+}
+
+static struct tls_transport *
+tls_transport(gnutls_session_t s)
+{
+	return gnutls_transport_get_ptr(s);
 }
 
 int
 tls_peer_ended(gnutls_session_t s)
 {
-	int rfd, wfd, i;
+	const struct tls_transport *t = tls_transport(s);
 
-	gnutls_transport_get_int2(s, &rfd, &wfd);
-	for (i = 0; i < tls_nended; i++)
-		if (tls_ended[i] == rfd)
-			return 1;
-	return 0;
+	return t->ended && t->len == 0;
+}
+
+int
+tls_buffered(gnutls_session_t s)
+{
+	return tls_transport(s)->len > 0 ||
+	    gnutls_record_check_pending(s) > 0;
 }
 
 static int
 tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 {
+	const struct tls_transport *t = p;
 	struct pollfd pfd;
 	int timeout = -1;
 
+	if (t->len > 0 || t->ended)
+		return 1;
 	if (ms != GNUTLS_INDEFINITE_TIMEOUT)
 		timeout = ms > INT_MAX ? INT_MAX : (int)ms;
-	pfd.fd = (int)(intptr_t)p;
+	pfd.fd = t->rfd;
 	pfd.events = POLLIN;
 	pfd.revents = 0;
 	return poll(&pfd, 1, timeout);
+}
+
+void
+tls_free(gnutls_session_t s)
+{
+	struct tls_transport *t;
+
+	if (s == NULL)
+		return;
+	t = tls_transport(s);
+	gnutls_deinit(s);
+	free(t);
 }
 
 static int
@@ -502,6 +545,7 @@ tls_session_new(gnutls_session_t *s, unsigned flags, int rfd, int wfd,
     gnutls_priority_t prio, gnutls_certificate_credentials_t cred,
     char *why, size_t whylen)
 {
+	struct tls_transport *t;
 	int r;
 
 	if (prio == NULL || cred == NULL) {
@@ -525,7 +569,18 @@ tls_session_new(gnutls_session_t *s, unsigned flags, int rfd, int wfd,
 		return -1;
 	}
 
-	gnutls_transport_set_int2(*s, rfd, wfd);
+	t = malloc(sizeof(*t));
+	if (t == NULL) {
+		snprintf(why, whylen, "TLS session: %s", strerror(errno));
+		gnutls_deinit(*s);
+		*s = NULL;
+		return -1;
+	}
+	t->rfd = rfd;
+	t->wfd = wfd;
+	t->ended = 0;
+	t->off = t->len = 0;
+	gnutls_transport_set_ptr(*s, t);
 	gnutls_transport_set_vec_push_function(*s, tls_push);
 	gnutls_transport_set_pull_function(*s, tls_pull);
 	gnutls_transport_set_pull_timeout_function(*s, tls_pull_timeout);
@@ -552,7 +607,7 @@ tls_server_session(gnutls_session_t *s, int rfd, int wfd, char *why,
 		if (r < 0) {
 			snprintf(why, whylen, "session tickets: %s",
 			    gnutls_strerror(r));
-			gnutls_deinit(*s);
+			tls_free(*s);
 			*s = NULL;
 			return -1;
 		}
@@ -820,15 +875,15 @@ tls_alert_send(gnutls_session_t s, int r)
 static int
 tls_wait(gnutls_session_t s, int64_t deadline, char *why, size_t whylen)
 {
+	const struct tls_transport *t = tls_transport(s);
 	struct pollfd pfd;
-	int rfd, wfd, left, n;
+	int left, n;
 
-	gnutls_transport_get_int2(s, &rfd, &wfd);
 	if (gnutls_record_get_direction(s) == 1) {
-		pfd.fd = wfd;
+		pfd.fd = t->wfd;
 		pfd.events = POLLOUT;
 	} else {
-		pfd.fd = rfd;
+		pfd.fd = t->rfd;
 		pfd.events = POLLIN;
 	}
 
@@ -869,6 +924,9 @@ tls_handshake(gnutls_session_t s, int64_t deadline, char *why,
 		if (r == GNUTLS_E_SUCCESS)
 			return 0;
 		if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+			if (gnutls_record_get_direction(s) == 0 &&
+			    tls_buffered(s))
+				continue;
 			if (tls_wait(s, deadline, why, whylen) == -1)
 				return -1;
 			continue;
@@ -914,5 +972,5 @@ tls_close(gnutls_session_t s)
 	 * for a slow or gone peer would hold the process.  The result is
 	 * deliberately ignored, as nothing could be done about it. */
 	(void)gnutls_bye(s, GNUTLS_SHUT_WR);
-	gnutls_deinit(s);
+	tls_free(s);
 }

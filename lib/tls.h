@@ -62,12 +62,23 @@ int tls_handshake(gnutls_session_t s, int64_t deadline, char *why,
  * stays usable for sending. */
 int tls_peer_ended(gnutls_session_t s);
 
+/* Whether bytes the peer sent are held in the process (read ahead from
+ * the socket, or decrypted and not yet returned).  GNUTLS_E_AGAIN does
+ * not always mean that nothing is: after a post-handshake message (a
+ * TLS 1.3 session ticket) GnuTLS returns it with the next record
+ * already read.  Wait for the descriptor only when this is false. */
+int tls_buffered(gnutls_session_t s);
+
 /* "TLS1.3/AES-256-GCM" into buf, with "/resumed" appended for a
  * resumed session. */
 void tls_describe(gnutls_session_t s, char *buf, size_t len);
 
 /* Send close_notify without waiting for the peer's (best effort, never
- * blocks for long); then deinit. */
+ * blocks for long); then tls_free(). */
 void tls_close(gnutls_session_t s);
+
+/* Free a session made by tls_server_session() or tls_backend_session(),
+ * with its transport. */
+void tls_free(gnutls_session_t s);
 
 #endif
