@@ -15,8 +15,8 @@ PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
 WARN = -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags gnutls libsystemd)
-DEPS_LIBS := $(shell $(PKG_CONFIG) --libs gnutls libsystemd)
+DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags gnutls)
+DEPS_LIBS := $(shell $(PKG_CONFIG) --libs gnutls)
 ALL_CPPFLAGS = -Ilib -DMAILGATE_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS = $(WARN) $(DEPS_CFLAGS) $(CFLAGS)
 

@@ -17,8 +17,8 @@ targets=${*:-$(cd fuzz && ls ./*.c | sed 's|^\./||; s|\.c$||')}
 cc=${FUZZ_CC:-clang}
 out=build-san/fuzz
 lib_srcs=${LIB_SRCS:-$(ls lib/*.c)}
-deps_cflags=${DEPS_CFLAGS-$(pkg-config --cflags gnutls libsystemd)}
-deps_libs=${DEPS_LIBS-$(pkg-config --libs gnutls libsystemd)}
+deps_cflags=${DEPS_CFLAGS-$(pkg-config --cflags gnutls)}
+deps_libs=${DEPS_LIBS-$(pkg-config --libs gnutls)}
 
 # The same warnings as the main build, so the harnesses stay as clean
 # as the code they drive.  UBSan must not recover, or libFuzzer never

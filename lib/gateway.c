@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #define _DEFAULT_SOURCE
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,7 +14,6 @@
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
-#include <systemd/sd-daemon.h>
 
 #include "clock.h"
 #include "exitcode.h"
@@ -145,13 +146,44 @@ fail:
 	return -1;
 }
 
+/*
+ * Whether systemd passed one socket on fd 3 (socket activation without
+ * StandardInput=socket): LISTEN_PID is ours and LISTEN_FDS is 1, as
+ * sd_listen_fds(3) describes.  The variables are removed so that
+ * nothing started later takes them for its own.
+ */
+#define LISTEN_FDS_START 3
+
+static int
+gateway_listen_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID");
+	const char *fds = getenv("LISTEN_FDS");
+	unsigned long v;
+	char *end;
+	int ours = 0;
+
+	if (pid != NULL && fds != NULL && strcmp(fds, "1") == 0) {
+		errno = 0;
+		v = strtoul(pid, &end, 10);
+		ours = errno == 0 && end != pid && *end == '\0' &&
+		    v == (unsigned long)getpid();
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (ours)
+		(void)fcntl(LISTEN_FDS_START, F_SETFD, FD_CLOEXEC);
+	return ours;
+}
+
 /* Where the client is: fd 3 under socket activation without
  * StandardInput=socket, else stdin and stdout. */
 static void
 gateway_client_fds(int *rfd, int *wfd)
 {
-	if (sd_listen_fds(1) == 1) {
-		*rfd = *wfd = SD_LISTEN_FDS_START;
+	if (gateway_listen_fd()) {
+		*rfd = *wfd = LISTEN_FDS_START;
 		return;
 	}
 	*rfd = STDIN_FILENO;

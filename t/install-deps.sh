@@ -5,7 +5,7 @@
 # (and needs no root) when all are there.
 set -eu
 
-PKGS="build-essential pkg-config libgnutls28-dev libsystemd-dev systemd
+PKGS="build-essential pkg-config libgnutls28-dev systemd
 perl python3 ca-certificates postfix dovecot-core dovecot-imapd
 dovecot-lmtpd swaks curl gnutls-bin openssl mandoc $*"
 

@@ -22,8 +22,12 @@ TOP = os.path.dirname(mailstack.T_DIR)
 class Gateway:
     """One gateway program listening on a free loopback port."""
 
-    def __init__(self, prog, workdir, settings, verbose=2, port=None):
+    def __init__(self, prog, workdir, settings, verbose=2, port=None,
+                 inetd=True):
         self.prog = prog
+        # inetd: the connection on stdin and stdout (StandardInput=
+        # socket); else on fd 3 with LISTEN_FDS=1, as sd_listen_fds(3)
+        self.inetd = inetd
         self.port = port or mailstack.free_port()
         self.log_path = os.path.join(workdir, "%s-%d.log" % (prog,
                                                               self.port))
@@ -51,8 +55,9 @@ class Gateway:
             if name in os.environ:
                 env += ["-E", name]
         self.proc = subprocess.Popen(
-            ["systemd-socket-activate", "--inetd", "-a", "-l",
-             "127.0.0.1:%d" % self.port] + env + self.argv(),
+            ["systemd-socket-activate"] + (["--inetd"] if self.inetd
+                                           else []) +
+            ["-a", "-l", "127.0.0.1:%d" % self.port] + env + self.argv(),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=log)
         log.close()
