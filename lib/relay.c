@@ -28,6 +28,14 @@ struct relay_dir {
  * record relayed. */
 #define RELAY_RECHECK	16
 
+/*
+ * Each record GnuTLS receives or sends passes through buffers it
+ * allocates and frees; the freed pages stay with the process.  Once the
+ * relay has been quiet this long after traffic, they are given back:
+ * an IDLE connection may be held for hours, one process each.
+ */
+#define RELAY_TRIM_MS	200
+
 /* Move what src has buffered to dst, then read more from src while its
  * buffer has room.  A full buffer is not read into, so a stalled dst
  * stalls src (backpressure) and each direction holds one buffer.
@@ -202,10 +210,10 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 	};
 	unsigned rounds = 0;
 	int64_t idle = (int64_t)idle_timeout * 1000;
-	int64_t deadline = clock_ms() + idle;
+	int64_t deadline = clock_ms() + idle, until;
 	uint64_t answered = s->backend.nout;
 	ssize_t up, down;
-	int client_done, r;
+	int client_done, r, used = 0;
 
 	/* Set-up is over: certificates, trust anchors and handshake state
 	 * were freed.  Give the pages back, since an idle IMAP connection
@@ -236,10 +244,20 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 		if ((up > 0 || down > 0) && ++rounds % RELAY_RECHECK != 0)
 			continue;
 		dirs[0].drained = dirs[1].drained = 0;
-		if (up > 0 || down > 0)
+		if (up > 0 || down > 0) {
+			used = 1;
 			continue;
+		}
 
-		r = relay_poll(s, dirs, deadline);
+		until = deadline;
+		if (used && deadline > clock_ms() + RELAY_TRIM_MS)
+			until = clock_ms() + RELAY_TRIM_MS;
+		r = relay_poll(s, dirs, until);
+		if (r == 1 && until < deadline) {
+			malloc_trim(0);
+			used = 0;
+			continue;
+		}
 		if (r == -1 && io_stop)
 			relay_goodbye(s, s->backend.nout > answered,
 			    s->words->shutdown);
