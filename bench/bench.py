@@ -16,7 +16,8 @@ front of them, each on its own loopback port:
   nginx      its mail proxy (IMAP only; it logs in to the backend in
              plaintext), if installed
   floor      a trivial exec, and exec + GnuTLS start-up + loading the
-             gateway's certificate and key (bench/floor)
+             gateway's certificate and key (bench/floor); for memory,
+             the same holding one idle TLS session (floor --hold)
 
 Every figure is measured for all of them in turn within each of REPS
 repetitions; medians and the spread (min-max) over the repetitions
@@ -55,6 +56,7 @@ SEQ_SESSIONS = 5 if QUICK else 12     # one at a time: latency
 CONC_SESSIONS = 8 if QUICK else 32    # CONCURRENCY at a time: rate
 CONCURRENCY = 4
 IDLE_CONNS = 20 if QUICK else 200
+MEM_FLOOR = "floor: exec + GnuTLS + one idle TLS session"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 IMAP_USER, IMAP_PW = mailstack.BOB, mailstack.BOB_PW
@@ -773,6 +775,11 @@ class Bench:
                                      self.path("floor.log"))
         L["floor-rsa"] = AcceptLoop("floor-rsa", [floor, rsa_cert, rsa_key],
                                     self.path("floor.log"))
+        L["floor-hold"] = AcceptLoop("floor-hold",
+                                     [floor, "--hold", gw_cert, gw_key],
+                                     self.path("floor.log"))
+        self.mem_floor = (MEM_FLOOR, "tls", L["floor-hold"].port, "tls",
+                          LoopProbe(L["floor-hold"]))
 
         # stunnel pair as two daemons, one service per protocol each.
         p = {k: mailstack.free_port() for k in
@@ -989,14 +996,17 @@ class Bench:
         if cpu0 is not None:
             self.res.add(key + ("cpu100",), (cpu1 - cpu0) * 100 / mb)
 
-    def hold_idle(self, label, port, mode, probe):
-        """IDLE_CONNS logged-in IMAP connections held open: PSS."""
+    def hold_idle(self, label, port, mode, probe, login_imap=True):
+        """IDLE_CONNS logged-in IMAP connections held open: PSS.  For
+        the memory floor (login_imap false), TLS connections only."""
         base, _ = probe.pss_kb()
         conns = []
         errors = 0
         try:
             def login(_):
                 c = Conn(port, self.ctx, mode)
+                if not login_imap:
+                    return c
                 imap_login(c, mode)
                 c.send(b"x SELECT INBOX\r\n")
                 c.imap_tagged(b"x")
@@ -1055,6 +1065,8 @@ class Bench:
                          % (rep, IDLE_CONNS))
                 for s in mem_subjects:
                     self.hold_idle(s[0], s[2], s[3], s[4])
+                f = self.mem_floor
+                self.hold_idle(f[0], f[2], f[3], f[4], login_imap=False)
         progress("done measuring")
         self.report()
 
@@ -1141,7 +1153,7 @@ class Bench:
         say("  %-46s %-22s %-26s %s" % ("path", "all its processes/conn",
                                          "growth over idle/conn",
                                          "processes"))
-        for s in self.imap_subjects:
+        for s in [self.mem_floor] + self.imap_subjects:
             key = ("mem", kl("imap", s[0]))
             if not r.get(key + ("total_kb",)):
                 continue
@@ -1240,8 +1252,11 @@ class Bench:
             t = r.med(("mem", kl("imap", p), "total_kb"))
             if t is not None:
                 peers.append("%s %.0f (growth %.0f)" % (short, t, v))
+        mfl = r.med(("mem", kl("imap", MEM_FLOOR), "total_kb"))
+        peers.insert(0, "floor (one TLS session) %s" % fmt(mfl, "%.0f"))
         row("PSS KB per idle IMAP conn (imaps)", fmt(mem, "%.0f"),
-            ", ".join(peers), "-", "<= 500 KB",
+            ", ".join(peers), fmt(ratio(mem, mfl), "%.2fx floor"),
+            "<= 500 KB",
             verdict(None if mem is None else mem <= 500))
         fl_lat = r.med(("sess", kl("eof", "floor: exec + GnuTLS + P-256 "
                                    "cert"), "greet_ms"))
