@@ -136,10 +136,18 @@ io_read_once(struct io *io)
 		return io_fail(io, "buffer full");
 
 	if (io->tls != NULL) {
+		/* Again at once while bytes are held, unless GnuTLS is
+		 * blocked on writing (its answer to a key update): that
+		 * would spin until the peer reads.
+		 * XXX: the caller then waits for input, not for room to
+		 * write; a peer that asks for a key update and stops
+		 * reading stalls this leg until the timeout. */
 		do {
 			n = gnutls_record_recv(io->tls, p, room);
 		} while (n == GNUTLS_E_INTERRUPTED ||
-		    (n == GNUTLS_E_AGAIN && tls_buffered(io->tls)));
+		    (n == GNUTLS_E_AGAIN &&
+		    gnutls_record_get_direction(io->tls) == 0 &&
+		    tls_buffered(io->tls)));
 		if (n == GNUTLS_E_AGAIN && tls_peer_ended(io->tls))
 			n = 0;
 		else if (n == GNUTLS_E_AGAIN)
