@@ -303,18 +303,29 @@ tls_server_cred_set(const struct cfg *c, gnutls_x509_crt_t *list,
 		    gnutls_strerror(r));
 		return -1;
 	}
-	if (tls_key_matches(list[0], key) != 1) {
+	/* A key whose private part does not make its own public part
+	 * could never sign a handshake. */
+	r = gnutls_x509_privkey_verify_params(key);
+	if (r < 0) {
+		snprintf(why, whylen, "key %s: the private key is "
+		    "inconsistent (%s)", c->key_file, gnutls_strerror(r));
+		return -1;
+	}
+
+	/* GnuTLS checks the pair by signing and verifying, about half
+	 * of a connection's start-up CPU with a P-256 key.  A consistent
+	 * key whose public part is the certificate's is the same proof;
+	 * where the public parts differ (also when only the algorithm
+	 * is written differently, RSA-PSS and RSA), GnuTLS decides. */
+	if (tls_key_matches(list[0], key) == 1)
+		gnutls_certificate_set_flags(tls_server_cred,
+		    GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
+	r = gnutls_certificate_set_x509_key(tls_server_cred, list, n, key);
+	if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
 		snprintf(why, whylen, "key %s does not match "
 		    "cert %s", c->key_file, c->cert_file);
 		return -1;
 	}
-
-	/* GnuTLS would check the pair again by signing and verifying,
-	 * about half of a connection's start-up CPU with a P-256 key;
-	 * equal public keys are the same proof. */
-	gnutls_certificate_set_flags(tls_server_cred,
-	    GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH);
-	r = gnutls_certificate_set_x509_key(tls_server_cred, list, n, key);
 	if (r < 0) {
 		snprintf(why, whylen, "cert %s, key %s: %s",
 		    c->cert_file, c->key_file, gnutls_strerror(r));

@@ -9,6 +9,7 @@ connection is served; on the STARTTLS ports the served client gets
 "421 4.3.0" or "* BYE [UNAVAILABLE]" first, and nothing else.
 """
 
+import base64
 import os
 import re
 import shutil
@@ -36,6 +37,36 @@ MISSING = os.path.join(base, "missing.pem")
 GARBAGE = os.path.join(base, "garbage.pem")
 with open(GARBAGE, "w") as f:
     f.write("this is not a certificate\n")
+
+
+
+def der(tag, body):
+    n = len(body)
+    size = bytes([n]) if n < 0x80 else bytes([0x81, n]) if n < 0x100 \
+        else bytes([0x82, n >> 8, n & 0xff])
+    return bytes([tag]) + size + body
+
+
+def openssl_der(*args):
+    return subprocess.run(["openssl", "pkey", "-outform", "DER"] +
+                          list(args), check=True, capture_output=True).stdout
+
+
+# A P-256 key file whose public point is the gateway certificate's but
+# whose private scalar is another key's: the public parts match, and
+# the key could never sign.
+point = openssl_der("-in", cp("gateway-key.pem"), "-pubout")[-65:]
+other = openssl_der("-in", cp("backend-key.pem"), "-traditional")
+at = other.index(bytes.fromhex("020101" "0420")) + 5
+P256 = bytes.fromhex("06082a8648ce3d030107")
+BADPRIV = os.path.join(base, "inconsistent-key.pem")
+with open(BADPRIV, "w") as f:
+    f.write("-----BEGIN EC PRIVATE KEY-----\n%s-----END EC PRIVATE KEY-----\n"
+            % base64.encodebytes(der(0x30, bytes.fromhex("020101") +
+                                     der(0x04, other[at:at + 32]) +
+                                     der(0xa0, P256) +
+                                     der(0xa1, der(0x03, b"\0" + point)))
+                                 ).decode())
 
 # For the unreadable case the gateway runs as nobody: it then needs
 # copies of its own files that nobody can read.
@@ -129,6 +160,10 @@ CASES = [
      {"key": cp("backend-key.pem")},
      "key", cp("backend-key.pem"), r"does not match cert " +
      re.escape(cp("gateway.pem")), False),
+    ("own key inconsistent (the certificate's public point, another "
+     "key's scalar)",
+     {"key": BADPRIV}, "key", BADPRIV, r"the private key is inconsistent",
+     False),
     ("own chain intermediate first",
      {"cert": cp("chained-reversed.pem"), "key": cp("chained-key.pem")},
      "cert", cp("chained-reversed.pem"), r"not sorted", False),
