@@ -147,10 +147,13 @@ fail:
 }
 
 /*
- * Whether systemd passed one socket on fd 3 (socket activation without
- * StandardInput=socket): LISTEN_PID is ours and LISTEN_FDS is 1, as
- * sd_listen_fds(3) describes.  The variables are removed so that
- * nothing started later takes them for its own.
+ * Whether systemd passed the connection on fd 3 (socket activation
+ * without StandardInput=socket): LISTEN_PID is ours, as sd_listen_fds(3)
+ * describes.  Returns 1 for fd 3, 0 when the variables are absent or
+ * meant for another process, -1 when they are ours but do not pass
+ * exactly one socket (a unit with more than one Listen line).  The
+ * variables are removed so that nothing started later takes them for
+ * its own.
  */
 #define LISTEN_FDS_START 3
 
@@ -159,35 +162,42 @@ gateway_listen_fd(void)
 {
 	const char *pid = getenv("LISTEN_PID");
 	const char *fds = getenv("LISTEN_FDS");
-	unsigned long v;
-	char *end;
-	int ours = 0;
+	unsigned long v = 0;
+	int r = 0;
 
-	if (pid != NULL && fds != NULL && strcmp(fds, "1") == 0) {
-		errno = 0;
-		v = strtoul(pid, &end, 10);
-		ours = errno == 0 && end != pid && *end == '\0' &&
-		    v == (unsigned long)getpid();
+	if (pid != NULL && fds != NULL && pid[0] != '\0' &&
+	    strspn(pid, "0123456789") == strlen(pid) && strlen(pid) < 20) {
+		v = strtoul(pid, NULL, 10);
+		if (v == (unsigned long)getpid())
+			r = strcmp(fds, "1") == 0 ? 1 : -1;
 	}
+	if (r == -1)
+		log_user(LOG_ERR, "event=config-error LISTEN_FDS=%.20s: "
+		    "expected exactly one socket (one Listen line, "
+		    "Accept=yes)", fds);
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	if (ours)
+	if (r == 1)
 		(void)fcntl(LISTEN_FDS_START, F_SETFD, FD_CLOEXEC);
-	return ours;
+	return r;
 }
 
 /* Where the client is: fd 3 under socket activation without
- * StandardInput=socket, else stdin and stdout. */
-static void
+ * StandardInput=socket, else stdin and stdout.  -1 if systemd passed
+ * something else. */
+static int
 gateway_client_fds(int *rfd, int *wfd)
 {
-	if (gateway_listen_fd()) {
+	int r = gateway_listen_fd();
+
+	if (r == 1) {
 		*rfd = *wfd = LISTEN_FDS_START;
-		return;
+		return 0;
 	}
 	*rfd = STDIN_FILENO;
 	*wfd = STDOUT_FILENO;
+	return r;
 }
 
 /* Tell a client that reached us through a misconfigured gateway that
@@ -318,7 +328,8 @@ gateway_main(int argc, char **argv, enum session_role role)
 	if (r != -1)
 		return r;
 	log_set_verbose(o.verbose);
-	gateway_client_fds(&rfd, &wfd);
+	if (gateway_client_fds(&rfd, &wfd) == -1)
+		return EXIT_CONFIG;
 
 	if (gateway_config(&c, &o, proto) == -1) {
 		if (!o.check)

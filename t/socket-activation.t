@@ -90,4 +90,38 @@ t.is_(p.returncode, 0, "LISTEN_PID of another process: exit status 0") or \
     t.diag(p.stderr.decode(errors="replace"))
 t.ok(b"\r\n221 " in p.stdout, "the session ran on stdin and stdout") or \
     t.diag(repr(p.stdout))
+
+
+def with_listen(pid_expr, fds):
+    """The piped session with LISTEN_PID set by the shell that execs the
+    gateway, so that $$ is the gateway's own PID."""
+    peer = gateway.ScriptedPeer(backend)
+    args = argv[:]
+    for i, a in enumerate(args):
+        if a.startswith("smtp.port="):
+            args[i] = "smtp.port=%d" % peer.port
+    script = 'LISTEN_PID=%s LISTEN_FDS=%s; export LISTEN_PID LISTEN_FDS; ' \
+        'exec "$@"' % (pid_expr, fds)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LISTEN_")}
+    p = subprocess.run(["sh", "-c", script, "sh"] + args,
+                       input=b"EHLO c\r\nQUIT\r\n", capture_output=True,
+                       env=env, timeout=30)
+    peer.stop()
+    return p
+
+
+# LISTEN_PID with a sign in front is not a PID: ignored.
+p = with_listen("+$$", "1")
+t.is_(p.returncode, 0, "LISTEN_PID=+PID: not ours, exit status 0") or \
+    t.diag(p.stderr.decode(errors="replace"))
+t.ok(b"\r\n221 " in p.stdout, "LISTEN_PID=+PID: stdin and stdout used")
+
+# Ours, but two sockets: a unit with two Listen lines, refused.
+p = with_listen("$$", "2")
+t.is_(p.returncode, 100, "LISTEN_FDS=2 for us: exit status 100")
+t.ok(b"LISTEN_FDS=2: expected exactly one socket" in p.stderr,
+     "LISTEN_FDS=2: the error says why") or t.diag(
+    p.stderr.decode(errors="replace"))
+t.is_(p.stdout, b"", "LISTEN_FDS=2: nothing sent to stdout")
 t.done()
