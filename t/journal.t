@@ -111,23 +111,7 @@ t.ok('smtp.host: "a\nb" is not a host name' in e.get("MESSAGE", ""),
 
 
 # A whole session, piped, to a scripted plaintext backend.
-def backend(peer, sock):
-    sock.sendall(b"220 backend ESMTP\r\n")
-    while True:
-        line = peer.recv_line(sock)
-        if not line:
-            return
-        verb = line[:4].upper()
-        if verb == b"EHLO":
-            sock.sendall(b"250-backend\r\n250 PIPELINING\r\n")
-        elif verb == b"QUIT":
-            sock.sendall(b"221 bye\r\n")
-            return
-        else:
-            sock.sendall(b"250 ok\r\n")
-
-
-peer = gateway.ScriptedPeer(backend)
+peer = gateway.ScriptedPeer(gateway.smtp_backend)
 settings = gateway.smtp_settings(certdir, "127.0.0.1", peer.port, "none",
                                  allow_plaintext_clients="yes",
                                  allow_plaintext_backend="yes")

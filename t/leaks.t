@@ -89,26 +89,9 @@ def backend_context():
     return c
 
 
-def smtp_backend(peer, sock):
-    """A plaintext SMTP backend for EHLO, NOOP and QUIT."""
-    sock.sendall(b"220 fake.example ESMTP\r\n")
-    while True:
-        line = peer.recv_line(sock)
-        if not line:
-            return
-        verb = line[:4].upper()
-        if verb == b"EHLO":
-            sock.sendall(b"250-fake.example\r\n250 AUTH PLAIN\r\n")
-        elif verb == b"QUIT":
-            sock.sendall(b"221 2.0.0 fake bye\r\n")
-            return
-        else:
-            sock.sendall(b"250 2.0.0 ok\r\n")
-
-
 # ------------------------------------------- 1,050 sessions, one listener
 
-peer = gw.ScriptedPeer(smtp_backend, connections=TLS_SESSIONS)
+peer = gw.ScriptedPeer(gw.smtp_backend, connections=TLS_SESSIONS)
 g = gw.Gateway("mailgate-smtp-starttls", base, gw.smtp_settings(
     certdir, "127.0.0.1", peer.port, "none", allow_plaintext_backend="yes",
     hostname="gw.example.test"), verbose=0).start()

@@ -20,22 +20,6 @@ certdir = mailstack.certs()
 base = mailstack.scratch_dir()
 
 
-def backend(peer, sock):
-    sock.sendall(b"220 backend ESMTP\r\n")
-    while True:
-        line = peer.recv_line(sock)
-        if not line:
-            return
-        verb = line[:4].upper()
-        if verb == b"EHLO":
-            sock.sendall(b"250-backend\r\n250 PIPELINING\r\n")
-        elif verb == b"QUIT":
-            sock.sendall(b"221 2.0.0 bye\r\n")
-            return
-        else:
-            sock.sendall(b"250 2.0.0 ok\r\n")
-
-
 def settings(port):
     return gateway.smtp_settings(certdir, "127.0.0.1", port, "none",
                                  allow_plaintext_backend="yes")
@@ -51,7 +35,7 @@ def reply(f):
 
 
 # fd 3 under systemd-socket-activate, TLS from the first byte.
-peer = gateway.ScriptedPeer(backend)
+peer = gateway.ScriptedPeer(gateway.smtp_backend)
 gw = gateway.Gateway("mailgate-smtps", base, settings(peer.port),
                      inetd=False).start()
 ctx = mailstack.client_context(certdir)
@@ -77,7 +61,7 @@ gw.stop()
 peer.stop()
 
 # LISTEN_FDS for another process: stdin and stdout are the client.
-peer = gateway.ScriptedPeer(backend)
+peer = gateway.ScriptedPeer(gateway.smtp_backend)
 argv = [os.path.join(gateway.TOP, "mailgate-smtp-starttls"), "-e"]
 for k, v in settings(peer.port).items():
     argv += ["-o", "%s=%s" % (k, v)]
@@ -95,7 +79,7 @@ t.ok(b"\r\n221 " in p.stdout, "the session ran on stdin and stdout") or \
 def with_listen(pid_expr, fds):
     """The piped session with LISTEN_PID set by the shell that execs the
     gateway, so that $$ is the gateway's own PID."""
-    peer = gateway.ScriptedPeer(backend)
+    peer = gateway.ScriptedPeer(gateway.smtp_backend)
     args = argv[:]
     for i, a in enumerate(args):
         if a.startswith("smtp.port="):

@@ -202,6 +202,25 @@ class ScriptedPeer:
         mailstack._unregister(self)
 
 
+def smtp_backend(peer, sock):
+    """A ScriptedPeer handler: a plaintext SMTP backend that greets,
+    answers EHLO with AUTH PLAIN, QUIT with 221 and anything else with
+    250."""
+    sock.sendall(b"220 fake.example ESMTP\r\n")
+    while True:
+        line = peer.recv_line(sock)
+        if not line:
+            return
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            sock.sendall(b"250-fake.example\r\n250 AUTH PLAIN\r\n")
+        elif verb == b"QUIT":
+            sock.sendall(b"221 2.0.0 fake bye\r\n")
+            return
+        else:
+            sock.sendall(b"250 2.0.0 ok\r\n")
+
+
 def read_until(sock, marker, timeout=10):
     """Read from sock until marker appears or the peer closes."""
     sock.settimeout(timeout)
