@@ -23,7 +23,7 @@ ALL_CFLAGS = $(WARN) $(DEPS_CFLAGS) $(CFLAGS)
 PROGS = mailgate-smtp-starttls mailgate-smtps mailgate-imap-starttls \
 	mailgate-imaps
 LIB_SRCS = lib/cfg.c lib/gateway.c lib/imap.c lib/imap_parse.c lib/io.c lib/log.c \
-	lib/net.c lib/relay.c lib/session.c lib/smtp.c lib/tls.c
+	lib/net.c lib/relay.c lib/resume.c lib/session.c lib/smtp.c lib/tls.c
 LIB_OBJS = $(LIB_SRCS:.c=.o)
 UNIT_TESTS = t/cfg-unit t/imap-unit t/smtp-unit
 MAN8 = $(PROGS:%=man/%.8)

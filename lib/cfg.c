@@ -64,6 +64,7 @@ static const struct cfg_key cfg_keys[] = {
 	CFG_KEY("tls_priority", CFG_K_STR, tls_priority),
 	CFG_KEY("backend_tls_priority", CFG_K_STR, backend_tls_priority),
 	CFG_KEY("ticket_key", CFG_K_STR, ticket_key),
+	CFG_KEY("backend_session_cache", CFG_K_STR, backend_session_cache),
 	CFG_KEY("hostname", CFG_K_HOST, hostname),
 	CFG_KEY("allow_plaintext_backend", CFG_K_BOOL,
 	    allow_plaintext_backend),
@@ -699,6 +700,7 @@ cfg_free(struct cfg *c)
 	free(c->tls_priority);
 	free(c->backend_tls_priority);
 	free(c->ticket_key);
+	free(c->backend_session_cache);
 	free(c->hostname);
 	free(c->smtp.host);
 	free(c->imap.host);

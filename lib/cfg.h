@@ -59,6 +59,7 @@ struct cfg {
 	char *tls_priority;		/* client leg; NULL: built-in */
 	char *backend_tls_priority;	/* backend leg; NULL: built-in */
 	char *ticket_key;		/* resolved path, NULL: no tickets */
+	char *backend_session_cache;	/* directory, NULL: off */
 	char *hostname;			/* name in our greetings */
 	int allow_plaintext_backend;
 	int allow_plaintext_clients;

@@ -21,6 +21,7 @@
 #include "imap.h"
 #include "log.h"
 #include "net.h"
+#include "resume.h"
 #include "smtp.h"
 #include "tls.h"
 
@@ -139,6 +140,8 @@ gateway_config(struct cfg *c, const struct gateway_opts *o,
 		goto fail;
 	if (cfg_backend(c, proto)->security != CFG_SEC_NONE &&
 	    tls_backend_load(c, err, sizeof(err)) == -1)
+		goto fail;
+	if (resume_setup(c, proto, err, sizeof(err)) == -1)
 		goto fail;
 	return 0;
 fail:

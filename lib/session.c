@@ -10,6 +10,7 @@
 #include "exitcode.h"
 #include "log.h"
 #include "net.h"
+#include "resume.h"
 #include "session.h"
 #include "tls.h"
 
@@ -164,13 +165,20 @@ session_backend_tls(struct session *s, int64_t deadline)
 	char why[300];
 
 	if (tls_backend_session(&s->backend.tls, s->be->host,
-	    s->backend.rfd, why, sizeof(why)) == -1 ||
-	    tls_handshake(s->backend.tls, deadline, why, sizeof(why)) == -1) {
+	    s->backend.rfd, why, sizeof(why)) == -1)
+		return session_fail(s, EXIT_TEMP, "backend TLS: %s", why);
+	resume_load(s->backend.tls);
+	resume_watch(s->backend.tls);
+	if (tls_handshake(s->backend.tls, deadline, why, sizeof(why)) == -1) {
 		if (strncmp(why, "certificate", 11) == 0)
 			s->verify = "failed";
 		return session_fail(s, EXIT_TEMP, "backend TLS: %s", why);
 	}
-	s->verify = "ok";
+	/* A resumed session was verified in full by an earlier
+	 * instance (resume.h); its certificate was not sent again. */
+	s->verify = gnutls_session_is_resumed(s->backend.tls) ? "resumed" :
+	    "ok";
+	resume_handshake_done(s->backend.tls);
 	tls_describe(s->backend.tls, s->backend_tls, sizeof(s->backend_tls));
 
 	/* The server's first reply may follow its last handshake record
