@@ -57,6 +57,7 @@ CONC_SESSIONS = 8 if QUICK else 32    # CONCURRENCY at a time: rate
 CONCURRENCY = 4
 IDLE_CONNS = 20 if QUICK else 200
 MEM_FLOOR = "floor: exec + GnuTLS + one idle TLS session"
+SMTPS_CACHE = "mailgate-smtps backend_session_cache"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 IMAP_USER, IMAP_PW = mailstack.BOB, mailstack.BOB_PW
@@ -768,6 +769,11 @@ class Bench:
         L["mg-smtp-starttls"] = self.gateway(
             "mg-smtp-starttls", "mailgate-smtp-starttls", "smtp",
             pf.submission_port, "starttls")
+        cache = self.path("session-cache")
+        os.makedirs(cache, mode=0o700)
+        L["mg-smtps-cache"] = self.gateway(
+            "mg-smtps-cache", "mailgate-smtps", "smtp", pf.submissions_port,
+            "tls", backend_session_cache=cache)
         L["floor-true"] = AcceptLoop("floor-true", ["/bin/true"],
                                      self.path("floor.log"))
         floor = os.path.join(BENCH_DIR, "floor")
@@ -873,6 +879,8 @@ class Bench:
              LoopProbe(L["mg-smtps"])),
             ("mailgate-smtp-starttls", "smtp", L["mg-smtp-starttls"].port,
              "starttls", LoopProbe(L["mg-smtp-starttls"])),
+            (SMTPS_CACHE, "smtp", L["mg-smtps-cache"].port, "tls",
+             LoopProbe(L["mg-smtps-cache"])),
             ("stunnel pair, daemons", "smtp", p["smtps"], "tls",
              self.stunnel),
             ("stunnel pair, per connection", "smtp", ss[0].port, "tls",
@@ -1054,7 +1062,8 @@ class Bench:
             for s in self.imap_subjects + self.smtp_subjects:
                 if s[1] != "imap-resume" and not s[0].startswith(
                         "Dovecot imap 143") and not s[0].startswith(
-                        "Postfix 587") and "RSA" not in s[0]:
+                        "Postfix 587") and "RSA" not in s[0] and \
+                        s[0] != SMTPS_CACHE:
                     self.bulk(s[0], s[1], s[2], s[3], s[4])
             progress("repetition %d: short sessions" % rep)
             for s in self.floor_subjects + self.imap_subjects + \
@@ -1147,6 +1156,18 @@ class Bench:
                 say("    (failed sessions in %d repetitions: %s)"
                     % (len(errs), errs))
 
+        ends = resumed = 0
+        try:
+            with open(self.path("mg-smtps-cache.log"), errors="replace") as f:
+                for line in f:
+                    if " event=end " in line:
+                        ends += 1
+                        resumed += " verify=resumed " in line
+        except OSError:
+            pass
+        say("  %s: backend leg resumed in %d of %d sessions"
+            % (SMTPS_CACHE, resumed, ends))
+
         say()
         say("== memory: %d idle logged-in IMAP connections held open "
             "(PSS, KB per connection)" % IDLE_CONNS)
@@ -1227,7 +1248,8 @@ class Bench:
                  "P-256"),
                 ("mailgate-imap-starttls", "imap", floor_p, "P-256"),
                 ("mailgate-smtps", "smtp", floor_p, "P-256"),
-                ("mailgate-smtp-starttls", "smtp", floor_p, "P-256")):
+                ("mailgate-smtp-starttls", "smtp", floor_p, "P-256"),
+                (SMTPS_CACHE, "smtp", floor_p, "P-256")):
             cpu = r.med(("sess", kl(kind, label), "cpu_ms"))
             st = r.med(("sess", kl(kind, "stunnel pair, per connection"),
                         "cpu_ms"))
