@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -218,6 +219,26 @@ io_line(struct io *io, int64_t deadline)
 		if (n <= 0)
 			return n;
 	}
+}
+
+void
+mem_discard(void *p, size_t len)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + len) & ~(page - 1);
+
+	if (end > start)
+		(void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+void
+io_trim(struct io *io)
+{
+	if (io->len == 0)
+		mem_discard(io->buf, sizeof(io->buf));
+	if (io->tls != NULL)
+		tls_trim(io->tls);
 }
 
 void

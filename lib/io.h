@@ -68,6 +68,15 @@ void io_consume(struct io *io, size_t n);
 /* Drop everything buffered, wiping it. */
 void io_discard(struct io *io);
 
+/* Give back the memory pages of the buffers if they are empty: their
+ * contents are then undefined until written. */
+void io_trim(struct io *io);
+
+/* Tell the kernel it may drop the whole pages inside p..p+len: they
+ * read as zero or as the file's bytes afterwards, never as anything
+ * the process wrote. */
+void mem_discard(void *p, size_t len);
+
 /* Write all of data before deadline, or -1. */
 int io_write(struct io *io, const void *data, size_t len,
     int64_t deadline);

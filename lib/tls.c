@@ -561,6 +561,17 @@ tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 	return poll(&pfd, 1, timeout);
 }
 
+/* Give back the pages of an empty buffer: an idle connection keeps
+ * none of what its last burst of traffic touched. */
+void
+tls_trim(gnutls_session_t s)
+{
+	struct tls_transport *t = tls_transport(s);
+
+	if (t->len == 0)
+		mem_discard(t->buf, sizeof(t->buf));
+}
+
 void
 tls_free(gnutls_session_t s)
 {

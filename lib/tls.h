@@ -77,6 +77,9 @@ void tls_describe(gnutls_session_t s, char *buf, size_t len);
  * blocks for long); then tls_free(). */
 void tls_close(gnutls_session_t s);
 
+/* Give back the memory pages of the read-ahead buffer if it is empty. */
+void tls_trim(gnutls_session_t s);
+
 /* Free a session made by tls_server_session() or tls_backend_session(),
  * with its transport. */
 void tls_free(gnutls_session_t s);
