@@ -1004,6 +1004,61 @@ class Bench:
         if cpu0 is not None:
             self.res.add(key + ("cpu100",), (cpu1 - cpu0) * 100 / mb)
 
+    def instructions(self):
+        """One short session of each path under callgrind: instructions
+        are the same from run to run whatever else the machine does,
+        unlike CPU seconds (the kernel's share is not counted)."""
+        if not shutil.which("valgrind"):
+            self.notes.append("valgrind not installed: no instruction "
+                              "counts")
+            return
+        c = self.certs
+        cert, key = (os.path.join(c, "gateway.pem"),
+                     os.path.join(c, "gateway-key.pem"))
+        dv, pf = self.dovecot, self.postfix
+        cache = self.path("session-cache-cg")
+        os.makedirs(cache, mode=0o700)
+        paths = [
+            ("floor: exec + GnuTLS + P-256 cert", "eof",
+             AcceptLoop("cg-floor", [os.path.join(BENCH_DIR, "floor"),
+                                     cert, key], self.path("cg.log")),
+             "plain"),
+            ("mailgate-imaps P-256", "imap",
+             self.gateway("cg-imaps", "mailgate-imaps", "imap",
+                          dv.imaps_port, "tls"), "tls"),
+            ("mailgate-smtps", "smtp",
+             self.gateway("cg-smtps", "mailgate-smtps", "smtp",
+                          pf.submissions_port, "tls"), "tls"),
+            (SMTPS_CACHE, "smtp",
+             self.gateway("cg-smtps-cache", "mailgate-smtps", "smtp",
+                          pf.submissions_port, "tls",
+                          backend_session_cache=cache), "tls"),
+        ]
+        for label, kind, loop, mode in paths:
+            # The first session warms the path and fills the cache.
+            self.one_session(kind, loop.port, mode, None)
+            loop.settle()
+            out = self.path("callgrind-%s.out" % loop.name)
+            loop.argv = ["valgrind", "--tool=callgrind",
+                         "--callgrind-out-file=" + out] + loop.argv
+            loop.argv[0] = shutil.which("valgrind")
+            try:
+                self.one_session(kind, loop.port, mode, None)
+            except Exception as e:
+                print("#   callgrind %s: %r" % (label, e))
+            loop.settle(60)
+            loop.stop()
+            try:
+                with open(out) as f:
+                    for line in f:
+                        if line.startswith("summary:") or \
+                                line.startswith("totals:"):
+                            self.res.add(("instr", label),
+                                         int(line.split()[1]))
+                            break
+            except OSError as e:
+                print("#   callgrind %s: %s" % (label, e))
+
     def hold_idle(self, label, port, mode, probe, login_imap=True):
         """IDLE_CONNS logged-in IMAP connections held open: PSS.  For
         the memory floor (login_imap false), TLS connections only."""
@@ -1076,6 +1131,8 @@ class Bench:
                     self.hold_idle(s[0], s[2], s[3], s[4])
                 f = self.mem_floor
                 self.hold_idle(f[0], f[2], f[3], f[4], login_imap=False)
+        progress("instructions per session (callgrind)")
+        self.instructions()
         progress("done measuring")
         self.report()
 
@@ -1167,6 +1224,17 @@ class Bench:
             pass
         say("  %s: backend leg resumed in %d of %d sessions"
             % (SMTPS_CACHE, resumed, ends))
+
+        say()
+        say("== instructions per short session (callgrind, one session "
+            "each; the same from run to run)")
+        fl = r.med(("instr", "floor: exec + GnuTLS + P-256 cert"))
+        for label in ("floor: exec + GnuTLS + P-256 cert",
+                      "mailgate-imaps P-256", "mailgate-smtps", SMTPS_CACHE):
+            n = r.med(("instr", label))
+            say("  %-46s %-14s %s" % (label, fmt(
+                None if n is None else n / 1e6, "%.2f M"),
+                fmt(ratio(n, fl), "%.2fx floor")))
 
         say()
         say("== memory: %d idle logged-in IMAP connections held open "
