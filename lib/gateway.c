@@ -141,7 +141,7 @@ gateway_config(struct cfg *c, const struct gateway_opts *o,
 	if (cfg_backend(c, proto)->security != CFG_SEC_NONE &&
 	    tls_backend_load(c, err, sizeof(err)) == -1)
 		goto fail;
-	if (resume_setup(c, proto, err, sizeof(err)) == -1)
+	if (resume_setup(c, proto, o->check, err, sizeof(err)) == -1)
 		goto fail;
 	return 0;
 fail:

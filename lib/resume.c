@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,14 +16,28 @@
 #include "log.h"
 #include "resume.h"
 
-/* A session older than this is not offered, whatever its ticket says:
- * the backend's certificate is checked in full at least this often. */
+/* A session is not offered once this long has passed since the full
+ * handshake it descends from, however often it was resumed and renewed
+ * since: the backend's certificate is checked in full at least this
+ * often. */
 #define RESUME_MAX_AGE	3600
 /* Session data of a TLS 1.3 ticket with the peer's chain is a few KB. */
 #define RESUME_MAX_SIZE	32768
 
+/*
+ * The file: "MGS1", the time of the full handshake (8 bytes, little
+ * endian), the SHA-256 of those and the session data, then the data.
+ * The checksum keeps a damaged file from ever reaching GnuTLS.
+ */
+#define RESUME_MAGIC	"MGS1"
+#define RESUME_HEAD	(4 + 8 + 32)
+
 /* The cache file for this process's backend, or "" when off. */
 static char resume_path[4096];
+/* When the full handshake behind the session offered was made. */
+static int64_t resume_offered_since;
+
+static int resume_dir_ok(const char *dir, char *why, size_t whylen);
 
 static int
 resume_fail(char *why, size_t whylen, const char *dir, const char *text)
@@ -69,11 +84,10 @@ resume_key(const struct cfg *c, enum cfg_proto proto, char *hex,
 }
 
 int
-resume_setup(const struct cfg *c, enum cfg_proto proto, char *why,
-    size_t whylen)
+resume_setup(const struct cfg *c, enum cfg_proto proto, int strict,
+    char *why, size_t whylen)
 {
 	const char *dir = c->backend_session_cache;
-	struct stat st;
 	char key[33];
 
 	resume_path[0] = '\0';
@@ -81,6 +95,35 @@ resume_setup(const struct cfg *c, enum cfg_proto proto, char *why,
 		return 0;
 	if (dir[0] != '/')
 		return resume_fail(why, whylen, dir, "not an absolute path");
+	if (resume_key(c, proto, key, sizeof(key)) == -1)
+		return resume_fail(why, whylen, dir, "cannot derive the "
+		    "cache key");
+
+	/* The cache is an optimisation, and going without it is always
+	 * safe: a directory that is missing or not private is refused
+	 * by a configuration check, but a running service only says so
+	 * and makes full handshakes. */
+	if (resume_dir_ok(dir, why, whylen) == -1) {
+		if (strict)
+			return -1;
+		log_msg(LOG_WARNING, "event=warning %s; backend sessions "
+		    "are not resumed", why);
+		return 0;
+	}
+	if ((size_t)snprintf(resume_path, sizeof(resume_path), "%s/%s-%s",
+	    dir, proto == CFG_PROTO_IMAP ? "imap" : "smtp", key) >=
+	    sizeof(resume_path)) {
+		resume_path[0] = '\0';
+		return resume_fail(why, whylen, dir, "path too long");
+	}
+	return 0;
+}
+
+static int
+resume_dir_ok(const char *dir, char *why, size_t whylen)
+{
+	struct stat st;
+
 	if (stat(dir, &st) == -1)
 		return resume_fail(why, whylen, dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
@@ -96,83 +139,130 @@ resume_setup(const struct cfg *c, enum cfg_proto proto, char *why,
 		    "others (must be mode 0700)");
 	if (access(dir, W_OK | X_OK) == -1)
 		return resume_fail(why, whylen, dir, strerror(errno));
-	if (resume_key(c, proto, key, sizeof(key)) == -1)
-		return resume_fail(why, whylen, dir, "cannot derive the "
-		    "cache key");
-	if ((size_t)snprintf(resume_path, sizeof(resume_path), "%s/%s-%s",
-	    dir, proto == CFG_PROTO_IMAP ? "imap" : "smtp", key) >=
-	    sizeof(resume_path)) {
-		resume_path[0] = '\0';
-		return resume_fail(why, whylen, dir, "path too long");
-	}
 	return 0;
 }
 
-void
+/* SHA-256 over the magic, the time and the session data. */
+static void
+resume_digest(const unsigned char *head, const unsigned char *data,
+    size_t len, unsigned char *d)
+{
+	gnutls_hash_hd_t h;
+
+	memset(d, 0, 32);
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		return;
+	gnutls_hash(h, head, 12);
+	gnutls_hash(h, data, len);
+	gnutls_hash_deinit(h, d);
+}
+
+static uint64_t
+resume_get64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int
 resume_load(gnutls_session_t s)
 {
-	unsigned char buf[RESUME_MAX_SIZE];
-	gnutls_datum_t d;
+	unsigned char buf[RESUME_HEAD + RESUME_MAX_SIZE], d[32];
+	time_t now = time(NULL);
 	struct stat st;
+	int64_t since;
 	ssize_t n;
-	int fd;
+	int fd, r = 0;
 
+	resume_offered_since = 0;
 	if (resume_path[0] == '\0')
-		return;
-	fd = open(resume_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		return 0;
+	/* Non-blocking: a FIFO planted here must not hang us. */
+	fd = open(resume_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
 	if (fd == -1)
-		return;
+		return 0;
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
 	    st.st_uid != geteuid() || (st.st_mode & 077) != 0 ||
-	    st.st_size <= 0 || st.st_size > RESUME_MAX_SIZE ||
-	    time(NULL) - st.st_mtime > RESUME_MAX_AGE ||
-	    time(NULL) < st.st_mtime) {
+	    st.st_size <= RESUME_HEAD ||
+	    st.st_size > (off_t)sizeof(buf)) {
 		close(fd);
-		return;
+		return 0;
 	}
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
-	if (n != st.st_size)
-		return;
-	d.data = buf;
-	d.size = (unsigned)n;
-	if (gnutls_session_set_data(s, d.data, d.size) < 0)
+	if (n != st.st_size || memcmp(buf, RESUME_MAGIC, 4) != 0)
+		goto out;
+	since = (int64_t)resume_get64(buf + 4);
+	resume_digest(buf, buf + RESUME_HEAD, (size_t)n - RESUME_HEAD, d);
+	if (since > (int64_t)now || (int64_t)now - since > RESUME_MAX_AGE ||
+	    memcmp(d, buf + 12, sizeof(d)) != 0)
+		goto out;
+	if (gnutls_session_set_data(s, buf + RESUME_HEAD,
+	    (size_t)n - RESUME_HEAD) < 0) {
 		log_msg(LOG_DEBUG, "event=resume-skipped reason=\"cached "
 		    "session not usable\"");
+		r = -1;
+		goto out;
+	}
+	resume_offered_since = since;
+out:
 	gnutls_memset(buf, 0, sizeof(buf));
+	return r;
 }
 
 /* Write the session's resumption data: a new file, then rename, so
- * that concurrent instances never read half of one. */
+ * that concurrent instances never read half of one.  A session that
+ * was itself resumed keeps the time of the full handshake it descends
+ * from. */
 static void
 resume_save(gnutls_session_t s)
 {
 	char tmp[sizeof(resume_path) + 32];
+	unsigned char head[RESUME_HEAD];
 	gnutls_datum_t d = { NULL, 0 };
-	ssize_t n;
-	int fd;
+	uint64_t since = (uint64_t)time(NULL);
+	ssize_t n = -1;
+	int fd, i, saved = 0;
 
-	if (resume_path[0] == '\0' ||
-	    gnutls_session_get_data2(s, &d) < 0 || d.size == 0 ||
+	if (resume_path[0] == '\0')
+		return;
+	if (gnutls_session_is_resumed(s)) {
+		if (resume_offered_since == 0)
+			return;
+		since = (uint64_t)resume_offered_since;
+	}
+	if (gnutls_session_get_data2(s, &d) < 0 || d.size == 0 ||
 	    d.size > RESUME_MAX_SIZE) {
 		gnutls_free(d.data);
 		return;
 	}
+	memcpy(head, RESUME_MAGIC, 4);
+	for (i = 0; i < 8; i++)
+		head[4 + i] = (unsigned char)(since >> (8 * i));
+	resume_digest(head, d.data, d.size, head + 12);
+
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", resume_path,
 	    (long)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd != -1) {
-		n = write(fd, d.data, d.size);
+		if (write(fd, head, sizeof(head)) == (ssize_t)sizeof(head))
+			n = write(fd, d.data, d.size);
 		if (close(fd) == 0 && n == (ssize_t)d.size &&
 		    rename(tmp, resume_path) == 0)
-			fd = -2;
+			saved = 1;
 		else
 			unlink(tmp);
 	}
-	if (fd != -2)
-		log_msg(LOG_DEBUG, "event=resume-not-saved reason=\"%s\"",
-		    strerror(errno));
+	if (!saved)
+		log_msg(LOG_WARNING, "event=warning backend_session_cache: "
+		    "cannot save the session: %s", n >= 0 && n < (ssize_t)d.size ?
+		    "short write" : strerror(errno));
 	gnutls_memset(d.data, 0, d.size);
 	gnutls_free(d.data);
 }

@@ -167,7 +167,15 @@ session_backend_tls(struct session *s, int64_t deadline)
 	if (tls_backend_session(&s->backend.tls, s->be->host,
 	    s->backend.rfd, why, sizeof(why)) == -1)
 		return session_fail(s, EXIT_TEMP, "backend TLS: %s", why);
-	resume_load(s->backend.tls);
+	if (resume_load(s->backend.tls) == -1) {
+		/* GnuTLS may have taken part of it: start clean. */
+		tls_free(s->backend.tls);
+		s->backend.tls = NULL;
+		if (tls_backend_session(&s->backend.tls, s->be->host,
+		    s->backend.rfd, why, sizeof(why)) == -1)
+			return session_fail(s, EXIT_TEMP, "backend TLS: %s",
+			    why);
+	}
 	resume_watch(s->backend.tls);
 	if (tls_handshake(s->backend.tls, deadline, why, sizeof(why)) == -1) {
 		if (strncmp(why, "certificate", 11) == 0)

@@ -11,9 +11,12 @@ is not offered, and the handshake is a full one with the certificate
 checked.  Against Dovecot, whose login processes each have their own
 ticket key, the ticket is declined and every session still works."""
 
+import hashlib
 import imaplib
 import os
 import smtplib
+import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -87,12 +90,40 @@ t.is_((third.get("status"), third.get("verify")), ("0", "ok"),
 fourth = send(g, "resume 4")
 t.is_(fourth.get("verify"), "resumed", "after it, resumed again")
 
-# Too old: not offered.
-old = time.time() - 2 * 3600
-os.utime(path, (old, old))
+# Cut short: the checksum fails, a full handshake, then replaced.
+with open(path, "rb") as f:
+    whole = f.read()
+t.ok(whole[:4] == b"MGS1" and len(whole) > 300, "the file starts MGS1")
+for size in (64, 200, len(whole) - 1):
+    with open(path, "wb") as f:
+        f.write(whole[:size])
+    got = send(g, "resume cut %d" % size)
+    t.is_((got.get("status"), got.get("verify")), ("0", "ok"),
+          "cache file cut to %d bytes: full handshake, status 0" % size) \
+        or t.diag(g.log()[-2000:])
+
+
+def set_since(path, since):
+    """Rewrite the time of the full handshake, with a valid checksum."""
+    with open(path, "rb") as f:
+        data = f.read()
+    head = data[:4] + struct.pack("<Q", int(since))
+    digest = hashlib.sha256(head + data[44:]).digest()
+    with open(path, "wb") as f:
+        f.write(head + digest + data[44:])
+
+
+def since_of(path):
+    with open(path, "rb") as f:
+        return struct.unpack("<Q", f.read(12)[4:])[0]
+
+
+# Too old: the full handshake behind it was two hours ago.
+send(g, "resume 4b")
+set_since(path, time.time() - 2 * 3600)
 fifth = send(g, "resume 5")
 t.is_((fifth.get("status"), fifth.get("verify")), ("0", "ok"),
-      "a cache file two hours old is not offered")
+      "a session from a full handshake two hours ago is not offered")
 
 # A file others may read is not offered either.
 os.chmod(path, 0o644)
@@ -120,6 +151,17 @@ for mode, why in ((0o755, "open to group or others"),
     t.ok(why.encode() in p.stderr and b"backend_session_cache" in p.stderr,
          "cache directory mode %o: the error says why" % mode) or t.diag(
         p.stderr.decode(errors="replace"))
+# Serving, a directory that is not private is not used, and sessions
+# still work with full handshakes.
+os.chmod(CACHE, 0o755)
+g = smtps_gateway()
+got = send(g, "resume open dir")
+t.is_((got.get("status"), got.get("verify")), ("0", "ok"),
+      "serving with a directory of mode 755: full handshake, status 0")
+t.ok("open to group or others" in g.log() and
+     "backend sessions are not resumed" in g.log(),
+     "serving with a directory of mode 755: a warning says so")
+g.stop()
 os.chmod(CACHE, 0o700)
 for value, why in (("relative/dir", "not an absolute path"),
                    (os.path.join(base, "missing"), "No such file"),
@@ -132,6 +174,65 @@ for value, why in (("relative/dir", "not an absolute path"),
     t.ok(why.encode() in p.stderr, "backend_session_cache %s: says %s"
          % (os.path.basename(value), why)) or t.diag(
         p.stderr.decode(errors="replace"))
+
+# A backend that hands out a new ticket in each resumed session (OpenSSL
+# does): the renewed ticket keeps the time of the first full handshake,
+# so an hour after it the certificate is checked in full again.
+def backend_context():
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    c.load_cert_chain(os.path.join(certdir, "backend.pem"),
+                      os.path.join(certdir, "backend-key.pem"))
+    return c
+
+
+BACKEND_CTX = backend_context()
+
+
+def tls_backend(peer, sock):
+    tls = BACKEND_CTX.wrap_socket(sock, server_side=True)
+    gw.smtp_backend(peer, tls)
+
+
+RENEW = os.path.join(base, "renew-cache")
+os.makedirs(RENEW)
+os.chmod(RENEW, 0o700)
+peer = gw.ScriptedPeer(tls_backend, connections=4)
+s = gw.smtp_settings(certdir, "localhost", peer.port, "tls",
+                     backend_session_cache=RENEW)
+g = gw.Gateway("mailgate-smtps", base, s).start()
+
+
+def ehlo_quit(g):
+    before = len(g.summaries())
+    try:
+        with smtplib.SMTP_SSL("127.0.0.1", g.port, context=ctx,
+                              timeout=20) as c:
+            c.ehlo("client")
+    except (OSError, smtplib.SMTPException) as e:
+        t.diag("ehlo: %r" % e)
+    found = g.wait_summaries(before + 1)
+    return found[-1] if len(found) > before else {}
+
+
+r1 = ehlo_quit(g)
+files = os.listdir(RENEW)
+rpath = os.path.join(RENEW, files[0]) if files else RENEW
+t.is_((r1.get("verify"), len(files)), ("ok", 1),
+      "OpenSSL backend: full handshake, one cache file")
+first_since = since_of(rpath) if files else 0
+time.sleep(1.1)
+r2 = ehlo_quit(g)
+t.is_(r2.get("verify"), "resumed", "OpenSSL backend: resumed")
+t.is_(since_of(rpath) if files else None, first_since,
+      "the renewed ticket keeps the time of the full handshake")
+set_since(rpath, time.time() - 3601)
+r3 = ehlo_quit(g)
+t.is_(r3.get("verify"), "ok",
+      "an hour after the full handshake: full handshake again")
+t.ok(since_of(rpath) > first_since if files else False,
+     "and the cache file then carries the new time")
+g.stop()
+peer.stop()
 
 # Dovecot declines the ticket (each login process its own key): every
 # session is a full one, and works.
