@@ -46,8 +46,10 @@ resume_fail(char *why, size_t whylen, const char *dir, const char *text)
 	return -1;
 }
 
-/* What a cached session was verified against: the backend's name, port
- * and security, the backend priority and the trust anchors themselves.
+/* What a cached session was verified against: this version's built-in
+ * rules, the backend's name, port and security, the backend priority
+ * and the trust anchors themselves (of a CA file; the system store is
+ * named, not read, so a change to it counts only after the hour).
  * Any change gives another file, so a session verified under other
  * settings is never offered. */
 static int
@@ -61,8 +63,9 @@ resume_key(const struct cfg *c, enum cfg_proto proto, char *hex,
 	char head[600];
 	int n, i;
 
-	n = snprintf(head, sizeof(head), "%s\n%u\n%s\n%s\n%s\n", be->host,
-	    be->port, cfg_security_name(be->security),
+	n = snprintf(head, sizeof(head), "%s\n%s\n%u\n%s\n%s\n%s\n",
+	    MAILGATE_VERSION, be->host, be->port,
+	    cfg_security_name(be->security),
 	    c->backend_tls_priority != NULL ? c->backend_tls_priority : "",
 	    c->ca_file != NULL ? "file" : "system");
 	if (n < 0 || (size_t)n >= sizeof(head))
