@@ -8,54 +8,18 @@ in plaintext beyond STARTTLS."""
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import gateway  # noqa: E402
 import mailstack  # noqa: E402
+from direct import tagged, until_closed  # noqa: E402
 
 t = mailstack.Tap()
 certdir = mailstack.certs()
 base = mailstack.scratch_dir()
 ctx = mailstack.client_context(certdir)
 PROGS = ("mailgate-imaps", "mailgate-imap-starttls")
-
-
-def tagged(sock, tag, timeout=10):
-    """Read until a line starts with tag; all bytes read so far."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def until_closed(sock, timeout=10):
-    """Everything the gateway says until it closes (bounded)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def client_view(g):
@@ -98,6 +62,7 @@ def gateways_for(port, security):
 
 
 # --------------------------------------------------- scripted backends
+
 
 def scripted(greeting, answer):
     """A plaintext backend: greeting, then answer(tag) to the first

@@ -14,48 +14,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import gateway  # noqa: E402
 import mailstack  # noqa: E402
+from direct import quiet, tagged  # noqa: E402
 from mailstack import ALICE, ALICE_PW, BOB, BOB_PW  # noqa: E402
 
 t = mailstack.Tap()
 certdir = mailstack.certs()
 base = mailstack.scratch_dir()
 ctx = mailstack.client_context(certdir)
-
-
-def tagged(sock, tag, timeout=10):
-    """Read until a line starts with tag; all bytes read so far."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def quiet_read(sock, wait=0.5):
-    """Everything that arrives within wait seconds."""
-    data = b""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def lines(data):
@@ -68,6 +33,7 @@ def session_summary(g, before):
 
 
 # ------------------------------------------ refused before TLS, no backend
+
 
 def backend_handler(peer, sock):
     """Any connection at all is the failure this part looks for."""
@@ -104,7 +70,7 @@ for name, command, tag in CASES:
     sock.sendall(command)
     # Read on for a while: a "+" could come late, and so could an answer
     # to a literal taken for a command.
-    reply = tagged(sock, tag) + quiet_read(sock)
+    reply = tagged(sock, tag) + quiet(sock, 0.5)
     got = [x for x in lines(reply) if x]
     t.ok(not [x for x in got if x.startswith(b"+")],
          "%s: no continuation request is offered" % name) or t.diag(got)
@@ -165,7 +131,7 @@ plain = tagged(sock, b"a")
 t.ok(lines(plain)[0].startswith(b"a OK"), "STARTTLS accepted")
 t.is_(lines(plain)[1:], [b""], "nothing after the go-ahead in plaintext")
 sock = ctx.wrap_socket(sock, server_hostname="localhost")
-after = quiet_read(sock, 1.0)
+after = quiet(sock, 1.0)
 t.is_(after, b"", "nothing arrives unasked inside TLS")
 sock.sendall(b"c SELECT INBOX\r\n")
 reply = tagged(sock, b"c")

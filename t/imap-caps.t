@@ -9,12 +9,12 @@ that advertises all three everywhere."""
 import os
 import ssl
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import gateway  # noqa: E402
 import mailstack  # noqa: E402
+from direct import tagged  # noqa: E402
 
 t = mailstack.Tap()
 certdir = mailstack.certs()
@@ -38,26 +38,6 @@ LOGIN = (b"%s OK [CAPABILITY IMAP4rev1 STARTTLS IDLE LOGINDISABLED "
          b"AUTH=SCRAM-SHA-256-PLUS MOVE] Logged in\r\n")
 LOGIN_SEEN = b"%s OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n"
 HIDDEN = (b"STARTTLS", b"LOGINDISABLED", b"-PLUS")
-
-
-def tagged(sock, tag, timeout=10):
-    """Read until a line starts with tag; all bytes read so far."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def backend(peer, sock):

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import gateway  # noqa: E402
 import mailstack  # noqa: E402
+from direct import tagged  # noqa: E402
 from mailstack import ALICE, ALICE_PW, BOB, BOB_PW  # noqa: E402
 
 t = mailstack.Tap()
@@ -22,26 +23,6 @@ certdir = mailstack.certs()
 base = mailstack.scratch_dir()
 ctx = mailstack.client_context(certdir)
 WAIT = 10
-
-
-def tagged(sock, tag, timeout=10):
-    """Read until a line starts with tag; all bytes read so far."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def wait_for(sock, pattern, timeout=WAIT):

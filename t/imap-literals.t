@@ -11,12 +11,12 @@ import os
 import re
 import ssl
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import gateway  # noqa: E402
 import mailstack  # noqa: E402
+from direct import quiet, tagged  # noqa: E402
 from mailstack import ALICE, ALICE_PW  # noqa: E402
 
 t = mailstack.Tap()
@@ -41,43 +41,8 @@ def message(n):
             b"line without a newline at the end")
 
 
-def tagged(sock, tag, timeout=10):
-    """Read until a line starts with tag; all bytes read so far."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def until(sock, marker, timeout=10):
     return gateway.read_until(sock, marker, timeout)
-
-
-def quiet_read(sock, wait=0.5):
-    data = b""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def open_tls(g):
@@ -141,7 +106,7 @@ for prog, security, port in (
     # A non-synchronising literal that looks like two commands.
     inner = b"j2 STARTTLS\r\nj3 LOGOUT\r\n"
     sock.sendall(b'j1 ID ("x" {%d+}\r\n%s)\r\n' % (len(inner), inner))
-    reply = tagged(sock, b"j1") + quiet_read(sock)
+    reply = tagged(sock, b"j1") + quiet(sock, 0.5)
     t.is_(tags_in(reply), [b"j1"],
           "%s: a literal that looks like commands stays data" % name)
 
@@ -234,7 +199,7 @@ g = gateway.Gateway("mailgate-imaps", base, gateway.imap_settings(
 before = len(g.summaries())
 sock = open_tls(g)
 sock.sendall(b"a1 LOGIN x y\r\n")
-t.is_(tagged(sock, b"a1") + quiet_read(sock, 0.3), LOGIN_REPLY,
+t.is_(tagged(sock, b"a1") + quiet(sock, 0.3), LOGIN_REPLY,
       "backend literal before login relayed exactly, unfiltered")
 sock.sendall(b"a2 CAPABILITY\r\n")
 t.is_(tagged(sock, b"a2"), b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"
@@ -245,12 +210,12 @@ cont = until(sock, b"\r\n")
 t.is_(cont, b"+ go on\r\n", "the backend's + reaches the client")
 rest = b"name {%d+}\r\n%s)\r\n" % (len(CLIENT_LITERAL), CLIENT_LITERAL)
 sock.sendall(b"abcd " + rest)
-reply = tagged(sock, b"a3") + quiet_read(sock, 0.3)
+reply = tagged(sock, b"a3") + quiet(sock, 0.3)
 t.is_(reply, b"* ID NIL\r\na3 OK ID done\r\n",
       "client literals holding STARTTLS and LOGOUT: one answer, the "
       "backend's")
 sock.sendall(b"a4 APPEND INBOX {10}\r\n")
-reply = tagged(sock, b"a4") + quiet_read(sock, 0.3)
+reply = tagged(sock, b"a4") + quiet(sock, 0.3)
 t.is_(reply, b"a4 NO [AUTHENTICATIONFAILED] log in first\r\n",
       "a literal refused before its +: the tagged NO, no +")
 sock.sendall(b"a5 CAPABILITY\r\n")

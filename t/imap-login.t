@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import gateway  # noqa: E402
 import mailstack  # noqa: E402
+from direct import tagged  # noqa: E402
 from mailstack import ALICE, ALICE_PW, BOB, BOB_PW  # noqa: E402
 
 t = mailstack.Tap()
@@ -31,26 +32,6 @@ TLS_RE = re.compile(r"^TLS1\.[23]/")
 # The message curl fetches, seeded through the gateway by APPEND.
 SEED = (b"From: alice@example.test\r\nTo: bob@example.test\r\n"
         b"Subject: seed for curl\r\n\r\nHello through the gateway.\r\n")
-
-
-def tagged(sock, tag, timeout=10):
-    """Read until a line starts with tag; all bytes read so far."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        left = end - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def open_imaplib(g):
