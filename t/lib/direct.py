@@ -10,7 +10,6 @@ peer closes, each within a time bound.
 import itertools
 import os
 import socket
-import ssl
 import subprocess
 import time
 
@@ -68,89 +67,46 @@ class Run:
                 if "event=end " in line]
 
 
-def smtp_reply(sock, timeout=10):
-    """One whole SMTP reply; b"" if the peer closed first."""
+def read_while(sock, more, timeout):
+    """What sock says while more(data) holds, until the peer closes or
+    timeout seconds pass, whichever is first."""
     data = b""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if data.endswith(b"\n") and \
-                data[:-1].rsplit(b"\n", 1)[-1][3:4] != b"-":
-            return data
+    while more(data) and time.monotonic() < end:
         sock.settimeout(max(0.01, end - time.monotonic()))
         try:
             chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            chunk = b""
+        except OSError:  # timeouts and ssl.SSLError included
+            break
         if not chunk:
             break
         data += chunk
     return data
+
+
+def smtp_reply(sock, timeout=10):
+    """One whole SMTP reply; b"" if the peer closed first."""
+    return read_while(sock, lambda d: not d.endswith(b"\n") or
+                      d[:-1].rsplit(b"\n", 1)[-1][3:4] == b"-", timeout)
 
 
 def tagged(sock, tag, timeout=10):
     """IMAP responses up to the one tagged tag (or the end)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while not any(line.startswith(tag + b" ")
-                  for line in data.split(b"\r\n")[:-1]):
-        if time.monotonic() > end:
-            break
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return read_while(sock, lambda d: not any(
+        line.startswith(tag + b" ") for line in d.split(b"\r\n")[:-1]),
+        timeout)
 
 
 def until_closed(sock, timeout=10):
     """Everything until the peer closes (bounded)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return read_while(sock, lambda d: True, timeout)
 
 
 def quiet(sock, wait=0.4):
     """Whatever arrives within wait seconds."""
-    data = b""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (socket.timeout, ssl.SSLError):
-            break
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return read_while(sock, lambda d: True, wait)
 
 
 def until_closed_count(sock, marker, count, timeout=10):
     """Read until marker was seen count times (or the end)."""
-    data = b""
-    end = time.monotonic() + timeout
-    while data.count(marker) < count and time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (OSError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+    return read_while(sock, lambda d: d.count(marker) < count, timeout)
