@@ -1,38 +1,29 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Install the Debian packages that make bench needs beyond those of the
-# tests (t/install-deps.sh): the peers it measures mailgate against.
-# Does nothing (and needs no root) when all are there.  nginx is
-# optional: if it cannot be installed, the bench skips that peer.  Daemons are
-# not started by the installation where a policy-rc.d forbids it; the
-# bench starts its own private instances in any case.
+# tests: the peers it measures mailgate against.  stunnel goes through
+# t/install-deps.sh like the tests' packages.  nginx is optional: if it
+# cannot be installed, the bench skips that peer.  Does nothing (and
+# needs no root) when all are there.  Daemons are not started by the
+# installation where a policy-rc.d forbids it; the bench starts its own
+# private instances in any case.
 set -eu
 
-PKGS="stunnel4 nginx libnginx-mod-mail"
+sh "$(dirname "$0")/../t/install-deps.sh" stunnel4
 
-missing=""
-for p in $PKGS; do
-	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-	case "$status" in
-	*" installed") ;;
-	*) missing="$missing $p" ;;
+updated=""
+for p in nginx libnginx-mod-mail; do
+	case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" in
+	*" installed") continue ;;
 	esac
-done
-[ -z "$missing" ] && exit 0
-
-if [ "$(id -u)" != 0 ]; then
-	echo "missing packages:$missing (run as root to install them)" >&2
-	exit 1
-fi
-echo "installing:$missing"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-for p in $missing; do
-	case "$p" in
-	nginx|libnginx-mod-mail)
-		apt-get install -y -qq --no-install-recommends "$p" \
-		    >/dev/null || echo "$p not installed: nginx peer skipped" ;;
-	*)
-		apt-get install -y -qq --no-install-recommends "$p" >/dev/null ;;
-	esac
+	if [ "$(id -u)" != 0 ]; then
+		echo "$p missing (run as root to install it): nginx peer skipped"
+		continue
+	fi
+	echo "installing: $p"
+	[ -n "$updated" ] || apt-get update -qq || true
+	updated=1
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends "$p" >/dev/null ||
+	    echo "$p not installed: nginx peer skipped"
 done
