@@ -241,13 +241,13 @@ relay_run(struct session *s, unsigned idle_timeout, const char *lost)
 			deadline = clock_ms() + idle;
 		if (client_done && deadline > clock_ms() + RELAY_LINGER_MS)
 			deadline = clock_ms() + RELAY_LINGER_MS;
-		if (up > 0 || down > 0)
+		if (up > 0 || down > 0) {
 			used = 1;
-		if ((up > 0 || down > 0) && ++rounds % RELAY_RECHECK != 0)
+			if (++rounds % RELAY_RECHECK == 0)
+				dirs[0].drained = dirs[1].drained = 0;
 			continue;
+		}
 		dirs[0].drained = dirs[1].drained = 0;
-		if (up > 0 || down > 0)
-			continue;
 
 		until = deadline;
 		if (used && deadline > clock_ms() + RELAY_TRIM_MS)

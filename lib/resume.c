@@ -37,8 +37,6 @@ static char resume_path[4096];
 /* When the full handshake behind the session offered was made. */
 static int64_t resume_offered_since;
 
-static int resume_dir_ok(const char *dir, char *why, size_t whylen);
-
 static int
 resume_fail(char *why, size_t whylen, const char *dir, const char *text)
 {
@@ -86,6 +84,29 @@ resume_key(const struct cfg *c, enum cfg_proto proto, char *hex,
 	return 0;
 }
 
+static int
+resume_dir_ok(const char *dir, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == -1)
+		return resume_fail(why, whylen, dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return resume_fail(why, whylen, dir, "not a directory");
+
+	/* Whoever can write here can make us skip the backend's
+	 * certificate: only we may. */
+	if (st.st_uid != geteuid())
+		return resume_fail(why, whylen, dir, "not owned by the "
+		    "user the gateway runs as");
+	if ((st.st_mode & 077) != 0)
+		return resume_fail(why, whylen, dir, "open to group or "
+		    "others (must be mode 0700)");
+	if (access(dir, W_OK | X_OK) == -1)
+		return resume_fail(why, whylen, dir, strerror(errno));
+	return 0;
+}
+
 int
 resume_setup(const struct cfg *c, enum cfg_proto proto, int strict,
     char *why, size_t whylen)
@@ -119,29 +140,6 @@ resume_setup(const struct cfg *c, enum cfg_proto proto, int strict,
 		resume_path[0] = '\0';
 		return resume_fail(why, whylen, dir, "path too long");
 	}
-	return 0;
-}
-
-static int
-resume_dir_ok(const char *dir, char *why, size_t whylen)
-{
-	struct stat st;
-
-	if (stat(dir, &st) == -1)
-		return resume_fail(why, whylen, dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return resume_fail(why, whylen, dir, "not a directory");
-
-	/* Whoever can write here can make us skip the backend's
-	 * certificate: only we may. */
-	if (st.st_uid != geteuid())
-		return resume_fail(why, whylen, dir, "not owned by the "
-		    "user the gateway runs as");
-	if ((st.st_mode & 077) != 0)
-		return resume_fail(why, whylen, dir, "open to group or "
-		    "others (must be mode 0700)");
-	if (access(dir, W_OK | X_OK) == -1)
-		return resume_fail(why, whylen, dir, strerror(errno));
 	return 0;
 }
 
