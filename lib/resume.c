@@ -34,6 +34,10 @@
 
 /* The cache file for this process's backend, or "" when off. */
 static char resume_path[4096];
+/* The cache key (the hash of the settings) that names the file; the
+ * checksum covers it too, so a file renamed from other settings is not
+ * offered. */
+static char resume_keyhex[33];
 /* When the full handshake behind the session offered was made. */
 static int64_t resume_offered_since;
 
@@ -112,14 +116,13 @@ resume_setup(const struct cfg *c, enum cfg_proto proto, int strict,
     char *why, size_t whylen)
 {
 	const char *dir = c->backend_session_cache;
-	char key[33];
 
 	resume_path[0] = '\0';
 	if (dir == NULL || cfg_backend(c, proto)->security == CFG_SEC_NONE)
 		return 0;
 	if (dir[0] != '/')
 		return resume_fail(why, whylen, dir, "not an absolute path");
-	if (resume_key(c, proto, key, sizeof(key)) == -1)
+	if (resume_key(c, proto, resume_keyhex, sizeof(resume_keyhex)) == -1)
 		return resume_fail(why, whylen, dir, "cannot derive the "
 		    "cache key");
 
@@ -135,7 +138,7 @@ resume_setup(const struct cfg *c, enum cfg_proto proto, int strict,
 		return 0;
 	}
 	if ((size_t)snprintf(resume_path, sizeof(resume_path), "%s/%s-%s",
-	    dir, proto == CFG_PROTO_IMAP ? "imap" : "smtp", key) >=
+	    dir, proto == CFG_PROTO_IMAP ? "imap" : "smtp", resume_keyhex) >=
 	    sizeof(resume_path)) {
 		resume_path[0] = '\0';
 		return resume_fail(why, whylen, dir, "path too long");
@@ -143,7 +146,8 @@ resume_setup(const struct cfg *c, enum cfg_proto proto, int strict,
 	return 0;
 }
 
-/* SHA-256 over the magic, the time and the session data. */
+/* SHA-256 over the magic, the time, the cache key and the session
+ * data. */
 static void
 resume_digest(const unsigned char *head, const unsigned char *data,
     size_t len, unsigned char *d)
@@ -154,6 +158,7 @@ resume_digest(const unsigned char *head, const unsigned char *data,
 	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
 		return;
 	gnutls_hash(h, head, 12);
+	gnutls_hash(h, resume_keyhex, strlen(resume_keyhex));
 	gnutls_hash(h, data, len);
 	gnutls_hash_deinit(h, d);
 }
@@ -191,18 +196,31 @@ resume_load(gnutls_session_t s)
 	    st.st_uid != geteuid() || (st.st_mode & 077) != 0 ||
 	    st.st_size <= RESUME_HEAD ||
 	    st.st_size > (off_t)sizeof(buf)) {
+		log_msg(LOG_DEBUG, "event=resume-skipped reason=\"cache file "
+		    "not a private regular file of ours, or of a wrong "
+		    "size\"");
 		close(fd);
 		return 0;
 	}
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
-	if (n != st.st_size || memcmp(buf, RESUME_MAGIC, 4) != 0)
+	if (n != st.st_size || memcmp(buf, RESUME_MAGIC, 4) != 0) {
+		log_msg(LOG_DEBUG, "event=resume-skipped reason=\"not a "
+		    "cache file\"");
 		goto out;
+	}
 	since = (int64_t)resume_get64(buf + 4);
 	resume_digest(buf, buf + RESUME_HEAD, (size_t)n - RESUME_HEAD, d);
-	if (since > (int64_t)now || (int64_t)now - since > RESUME_MAX_AGE ||
-	    memcmp(d, buf + 12, sizeof(d)) != 0)
+	if (memcmp(d, buf + 12, sizeof(d)) != 0) {
+		log_msg(LOG_DEBUG, "event=resume-skipped reason=\"cache file "
+		    "damaged or from other settings\"");
 		goto out;
+	}
+	if (since > (int64_t)now || (int64_t)now - since > RESUME_MAX_AGE) {
+		log_msg(LOG_DEBUG, "event=resume-skipped reason=\"full "
+		    "handshake more than an hour ago\"");
+		goto out;
+	}
 	if (gnutls_session_set_data(s, buf + RESUME_HEAD,
 	    (size_t)n - RESUME_HEAD) < 0) {
 		log_msg(LOG_DEBUG, "event=resume-skipped reason=\"cached "

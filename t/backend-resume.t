@@ -5,15 +5,18 @@ next process.
 Against a private Postfix (whose ticket keys all its processes share)
 the second session through mailgate-smtps is resumed and says
 verify=resumed, and mail still goes through.  The cache directory must
-be the gateway's own with mode 0700, or the program refuses to start;
+be the gateway's own with mode 0700;
 a cache file that is garbage, too old, or written for other settings
-is not offered, and the handshake is a full one with the certificate
-checked.  Against Dovecot, whose login processes each have their own
+(even under this file's name) is not offered, and the handshake is a full one with the certificate
+checked.  A directory that is not private fails the configuration
+check; a serving instance only warns and makes full handshakes.
+Against Dovecot, whose login processes each have their own
 ticket key, the ticket is declined and every session still works."""
 
 import hashlib
 import imaplib
 import os
+import shutil
 import smtplib
 import ssl
 import struct
@@ -108,7 +111,8 @@ def set_since(path, since):
     with open(path, "rb") as f:
         data = f.read()
     head = data[:4] + struct.pack("<Q", int(since))
-    digest = hashlib.sha256(head + data[44:]).digest()
+    key = os.path.basename(path).split("-", 1)[1].encode()
+    digest = hashlib.sha256(head + key + data[44:]).digest()
     with open(path, "wb") as f:
         f.write(head + digest + data[44:])
 
@@ -137,6 +141,17 @@ seventh = send(g, "resume 7")
 t.is_(seventh.get("verify"), "ok",
       "another backend priority: its own cache file, full handshake")
 t.is_(len(cache_files()), 2, "two cache files now")
+g.stop()
+
+# The file of the other settings renamed to this one's name: its
+# checksum covers the settings' key, so it is not offered.
+other = [f for f in cache_files() if os.path.join(CACHE, f) != path]
+if other:
+    shutil.copy2(os.path.join(CACHE, other[0]), path)
+g = smtps_gateway()
+renamed = send(g, "resume renamed")
+t.is_((renamed.get("status"), renamed.get("verify")), ("0", "ok"),
+      "a file of other settings under this name: full handshake")
 g.stop()
 
 # The directory must be private.
